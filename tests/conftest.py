@@ -1,0 +1,75 @@
+"""Fixtures per resource: a fake Redis for unit tests, a real throwaway one for the rest.
+
+Real-Redis tests never touch a server they did not start. They start their own
+redis-server on a free port; a run may instead be handed one with TEST_REDIS_URL
+(it will be flushed between tests, so never point it at data you care about).
+When CI=true and no server can be had, those tests fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+
+import fakeredis
+import pytest
+import redis
+
+from local_redis import RedisServer, RedisServerNotFound
+
+
+def _no_real_redis(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs a real Redis for these tests: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def fake_server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def fake_redis(fake_server) -> fakeredis.FakeRedis:
+    """A fake client that answers with str, like common.connect()."""
+    return fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def _session_redis_url():
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    try:
+        server = RedisServer().start()
+    except (RedisServerNotFound, RuntimeError) as error:
+        _no_real_redis(str(error))
+    yield server.url
+    server.close()
+
+
+@pytest.fixture
+def redis_url(_session_redis_url) -> str:
+    """The URL of a real Redis the tests own, emptied before each test."""
+    client = redis.Redis.from_url(_session_redis_url)
+    client.flushall()
+    client.close()
+    return _session_redis_url
+
+
+@pytest.fixture
+def real_redis(redis_url) -> redis.Redis:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_server():
+    """A real redis-server of this test's own, to stop, restart or load files into."""
+    try:
+        server = RedisServer()
+    except RedisServerNotFound as error:
+        _no_real_redis(str(error))
+    yield server
+    server.close()

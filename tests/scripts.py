@@ -1,0 +1,117 @@
+"""Load the numbered scripts in tests, and run them as a learner would.
+
+Their names start with a digit, so ``import 1_redis_op`` is not valid Python:
+:func:`load_script` imports them by file name instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``ROOT/<name>.py`` (e.g. ``"1_redis_op"``) as a module, once."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(name)
+
+
+def script_env(redis_url: str | None, **extra: str) -> dict[str, str]:
+    """The environment a learner's terminal has, pointed at ``redis_url``.
+
+    PYTHONUNBUFFERED is removed on purpose: our machines set it, and it hides scripts
+    whose output would sit in a buffer when stdout is a pipe.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "REDIS_URL")}
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+def run_script(name: str, redis_url: str | None, *args: str, timeout: float = 30,
+               **env: str) -> subprocess.CompletedProcess:
+    """Run ``python <name>.py`` to the end and capture its output as text."""
+    return subprocess.run(
+        [sys.executable, f"{name}.py", *args], cwd=ROOT, env=script_env(redis_url, **env),
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+class Script:
+    """A script running in the background whose output lines can be awaited one by one."""
+
+    def __init__(self, name: str, redis_url: str | None, *args: str, **env: str) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            [sys.executable, f"{name}.py", *args], cwd=ROOT, env=script_env(redis_url, **env),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, bufsize=1,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        threading.Thread(target=self._pump, args=(self.process.stdout, self._queue.put),
+                         daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.process.stderr, self._stderr.append),
+                         daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, put) -> None:
+        for line in stream:
+            put(line.rstrip("\n"))
+        put(None)
+
+    def read_line(self, timeout: float = 10) -> str | None:
+        """The next stdout line, or None at end of output; fails after ``timeout`` seconds."""
+        try:
+            line = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(
+                f"{self.name}: no output line within {timeout}s; so far {self.lines}, "
+                f"stderr {self.stderr!r}"
+            ) from None
+        if line is not None:
+            self.lines.append(line)
+        else:
+            self._queue.put(None)  # stay at end of output for later calls
+        return line
+
+    def wait_for(self, expected: str, timeout: float = 10) -> None:
+        """Read lines until ``expected`` is seen."""
+        deadline = time.monotonic() + timeout
+        while (line := self.read_line(max(0.01, deadline - time.monotonic()))) != expected:
+            if line is None:
+                raise AssertionError(f"{self.name} ended without {expected!r}: {self.lines}")
+
+    def finish(self, timeout: float = 20) -> int:
+        """Wait for the process to end, reading all its output; return its exit status."""
+        status = self.process.wait(timeout=timeout)
+        while self.read_line(timeout=5) is not None:
+            pass
+        return status
+
+    def interrupt(self, timeout: float = 20) -> int:
+        """Press Ctrl-C (SIGINT) and wait for the script to end."""
+        self.process.send_signal(signal.SIGINT)
+        return self.finish(timeout)
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(line for line in self._stderr if line is not None)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
