@@ -7,6 +7,7 @@ As a command, it runs another command against a throwaway server when no
 ``REDIS_URL`` is set, and leaves a configured ``REDIS_URL`` alone::
 
     python local_redis.py python 1_redis_op.py
+    python local_redis.py --load dump.rdb python 1_redis_op.py   # start from task 0's data
 """
 
 from __future__ import annotations
@@ -57,12 +58,15 @@ class RedisServer:
     """One redis-server process with its own port and data folder."""
 
     def __init__(self, *args: str, binary: str | None = None, port: int | None = None,
-                 data_dir: str | None = None) -> None:
+                 data_dir: str | None = None, load: str | None = None) -> None:
+        """``args`` go to redis-server; ``load`` is an RDB file to start with (a copy is used)."""
         self.binary = binary or find_redis_server()
         self.port = port or free_port()
         self.args = args
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="redis-test-")
+        if load:
+            shutil.copy(load, Path(self.data_dir, "dump.rdb"))
         self.process: subprocess.Popen | None = None
 
     @property
@@ -72,7 +76,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         """Start (or restart, same port and data) and wait until it answers PING."""
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--dir", self.data_dir, "--save", "", "--appendonly", "no",
+                   "--dir", self.data_dir, "--dbfilename", "dump.rdb",
+                   "--save", "", "--appendonly", "no",
                    "--daemonize", "no", "--logfile", "redis.log", *self.args]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -118,15 +123,19 @@ class RedisServer:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--":
+    load = None
+    if argv[:1] == ["--load"] and len(argv) > 1:
+        load, argv = argv[1], argv[2:]
+    if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        print("usage: python local_redis.py COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: python local_redis.py [--load dump.rdb] [--] COMMAND [ARGS...]",
+              file=sys.stderr)
         return 2
     if os.environ.get("REDIS_URL"):
         return subprocess.call(argv)
     try:
-        server = RedisServer().start()
+        server = RedisServer(load=load).start()
     except RedisServerNotFound as error:
         print(error, file=sys.stderr)
         return 2

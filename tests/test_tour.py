@@ -1,0 +1,30 @@
+"""The main job, as `./run demo` runs it: the tour, on a throwaway server loaded from dump.rdb."""
+
+import subprocess
+import sys
+
+import pytest
+
+from local_redis import RedisServerNotFound, find_redis_server
+from tests.scripts import ROOT, script_env
+
+
+def test_tour_runs_every_task_against_a_throwaway_server():
+    try:
+        find_redis_server()
+    except RedisServerNotFound as error:
+        pytest.skip(str(error))
+    result = subprocess.run(
+        [sys.executable, "local_redis.py", "--load", "dump.rdb", sys.executable, "tour.py"],
+        cwd=ROOT, env=script_env(None), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert '"School"' in lines  # task 0's key, from dump.rdb
+    assert lines.count("Reply: OK") == 2  # tasks 2 and 3
+    assert ("{'Portland': '50', 'Seattle': '80', 'New York': '20', "
+            "'Bogota': '20', 'Cali': '40', 'Paris': '2'}") in lines
+    assert "terminal 1 | KILL_SERVER" in lines
+    assert "terminal 2 | About to send Holberton Student #3 starts course" in lines
+    assert "terminal 1 | Holberton Student #3 starts course" not in lines
+    assert "Traceback" not in result.stderr
