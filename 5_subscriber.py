@@ -21,9 +21,17 @@ def subscribe(pubsub: redis.client.PubSub) -> None:
 
 
 def listen(pubsub: redis.client.PubSub) -> None:
-    """Print each message; on KILL_SERVER print it too, unsubscribe and return."""
+    """Print each message; on KILL_SERVER print it too, unsubscribe and return.
+
+    If the server goes away, wait for it as at start; redis-py subscribes again on
+    reconnection (messages sent while it was away are gone: pub/sub keeps nothing).
+    """
     while True:
-        message = pubsub.get_message(timeout=POLL_SECONDS)
+        try:
+            message = pubsub.get_message(timeout=POLL_SECONDS)
+        except (redis.ConnectionError, redis.TimeoutError):
+            common.wait_until_connected(pubsub, check=pubsub.ping)
+            continue
         if message is None or message["type"] != "message":
             continue
         common.log(message["data"])

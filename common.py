@@ -86,10 +86,11 @@ def not_connected_line(error: BaseException) -> str:
     return NOT_CONNECTED.format(error=error)
 
 
-def wait_until_connected(client: redis.Redis, check: Callable[[], object] | None = None,
+def wait_until_connected(client: redis.Redis | redis.client.PubSub,
+                         check: Callable[[], object] | None = None,
                          sleep: Callable[[float], None] = time.sleep) -> None:
-    """Run ``check`` (default: PING) until the server answers, logging each failure,
-    then log the connected line."""
+    """Run ``check`` (default: the client's PING) until the server answers, logging each
+    failure, then log the connected line (node_redis logs it again on every reconnection)."""
     for delay in retry_delays():
         try:
             (check or client.ping)()
@@ -123,6 +124,10 @@ def run(main: Callable[[], int | None]) -> NoReturn:
     except InvalidRedisURL as error:
         print(error, file=sys.stderr, flush=True)
         status = EXIT_BAD_CONFIG
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        # The server went away in the middle of the work: say so in the course's words.
+        log(not_connected_line(error))
+        status = 1
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -128,3 +128,36 @@ def test_subscriber_waits_for_a_server_then_subscribes(redis_server):
     finally:
         subscriber.kill()
 
+
+
+def test_subscriber_survives_a_redis_restart(redis_server):
+    redis_server.start()
+    subscriber = Script("5_subscriber", redis_server.url)
+    try:
+        subscriber.wait_for(CONNECTED)
+        redis_server.stop()
+        assert subscriber.read_line().startswith("Redis client not connected to the server:")
+        redis_server.start()
+        subscriber.wait_for(CONNECTED)  # subscribed again before it says so
+        client = redis.Redis(port=redis_server.port)
+        client.publish("holberton school channel", "after the restart")
+        client.publish("holberton school channel", "KILL_SERVER")
+        assert subscriber.finish() == 0
+        assert subscriber.lines[-2:] == ["after the restart", "KILL_SERVER"]
+        assert subscriber.stderr == ""
+    finally:
+        subscriber.kill()
+
+
+def test_a_server_lost_mid_run_ends_with_the_courses_line_not_a_traceback(redis_server):
+    # Stopped between connecting and working: the script's next command finds no server.
+    redis_server.start()
+    script = Script("5_publisher", redis_server.url)
+    try:
+        script.wait_for(CONNECTED)
+        redis_server.stop()
+        assert script.finish() == 1
+        assert script.lines[-1].startswith("Redis client not connected to the server:")
+        assert "Traceback" not in script.stderr
+    finally:
+        script.kill()
