@@ -57,11 +57,13 @@ def test_redis_client_retries_until_a_server_appears(redis_server):
         script.kill()
 
 
-def test_redis_client_ctrl_c_ends_it_cleanly():
-    script = Script("0_redis_client", f"redis://127.0.0.1:{free_port()}")
+@pytest.mark.parametrize("name", ["0_redis_client", "1_redis_op", "2_redis_op_async",
+                                  "4_redis_advanced_op", "5_subscriber", "5_publisher"])
+def test_ctrl_c_while_waiting_for_a_server_ends_cleanly(name):
+    script = Script(name, f"redis://127.0.0.1:{free_port()}")
     try:
-        script.read_line()
-        assert script.interrupt() in (0, 130)
+        assert script.read_line().startswith("Redis client not connected to the server:")
+        assert script.interrupt() == 130
         assert "Traceback" not in script.stderr
     finally:
         script.kill()
