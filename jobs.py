@@ -6,6 +6,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+import common
 from constants import JOB_ID_KEY
 
 
@@ -17,3 +18,8 @@ def json_queue(name: str, connection: redis.Redis) -> Queue:
 def next_job_id(connection: redis.Redis) -> str:
     """The next job id, 1, 2, 3... never reused; RQ wants it as a string."""
     return str(connection.incr(JOB_ID_KEY))
+
+
+def rq_connection(url: str | None = None, **options) -> redis.Redis:
+    """A client for RQ (default: ``REDIS_URL``): RQ needs bytes replies, not str."""
+    return common.connect(url, decode_responses=False, **options)

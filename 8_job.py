@@ -1,0 +1,61 @@
+"""Task 10 (8-job.js): create_push_notifications_jobs(jobs, queue).
+
+Kue's function registers event handlers and returns; Python has no event loop running
+behind it, so ours creates the jobs (printing their created lines) and returns their
+JobBatch: ``print_job_events(batch)`` prints the rest of the lines as the jobs run.
+Run as a script it does what the course's 8-job-main.js does, then waits for a worker on
+push_notification_code_3 (``rq worker -w rq.worker.SimpleWorker -S json
+push_notification_code_3``) and prints the events; Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from rq import Queue
+
+import common
+import jobs
+import notifications
+from constants import PUSH_NOTIFICATION_QUEUE_3
+from job_events import LISTEN_SOCKET_TIMEOUT, JobBatch
+
+NOT_AN_ARRAY = "Jobs is not an array"
+
+# Task 10 writes "Notification job JOB_ID completed", without the '#' of task 8's sample.
+event_line = partial(notifications.lifecycle_line, id_prefix="")
+
+
+def create_push_notifications_jobs(jobs_data: Any, queue: Queue) -> JobBatch:
+    """One job per item of ``jobs_data`` (a list) in push_notification_code_3, on the
+    connection of ``queue``; raise TypeError("Jobs is not an array") for anything else."""
+    if not isinstance(jobs_data, list):
+        raise TypeError(NOT_AN_ARRAY)
+    batch = JobBatch(jobs.json_queue(PUSH_NOTIFICATION_QUEUE_3, queue.connection))
+    try:
+        notifications.create_notification_jobs(
+            batch, jobs_data, notifications.push_tracked_notification)
+    except BaseException:
+        batch.close()
+        raise
+    return batch
+
+
+def print_job_events(batch: JobBatch) -> None:
+    """Print each job's progress, completed and failed lines until every job has ended."""
+    with batch:
+        notifications.print_events(batch, event_line)
+
+
+def main() -> None:
+    connection = jobs.rq_connection(socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_3, connection)
+    job_list = [
+        {"phoneNumber": "4153518780", "message": "This is the code 1234 to verify your account"},
+    ]
+    print_job_events(create_push_notifications_jobs(job_list, queue))
+
+
+if __name__ == "__main__":
+    common.run(main)
