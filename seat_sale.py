@@ -1,0 +1,82 @@
+"""Which seat-server process starts the sale of 50 seats, and which ones join it.
+
+Every seat server keeps a lease in the sorted set ``seat_servers`` (member: a random id,
+score: when the lease ends, in Redis's clock) and renews it every few seconds. At start,
+one Lua script drops expired leases and, only if no live server is left, sets
+``available_seats`` to 50 and opens reservations; then it adds this server's lease.
+So ``python 100_seat.py`` on its own starts a new sale, while a second process, or
+gunicorn's workers, join the one being sold instead of resetting it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+import uuid
+
+import redis
+
+from constants import AVAILABLE_SEATS_KEY, INITIAL_SEATS, RESERVATION_ENABLED_KEY, SEAT_SERVERS_KEY
+
+LEASE_SECONDS = 15
+RENEW_SECONDS = 5
+
+# KEYS: seat_servers, available_seats, reservation_enabled. ARGV: lease ms, id, seats.
+# Returns 1 when this call started a new sale, 0 when it joined a live one.
+START_OR_JOIN = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local fresh = redis.call('ZCARD', KEYS[1]) == 0
+if fresh then
+  redis.call('SET', KEYS[2], ARGV[3])
+  redis.call('SET', KEYS[3], '1')
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+if fresh then return 1 end
+return 0
+"""
+
+RENEW = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+"""
+
+
+class Sale:
+    """This process's lease on the running sale; :meth:`join` once, :meth:`leave` at exit."""
+
+    def __init__(self, client: redis.Redis, seats: int = INITIAL_SEATS) -> None:
+        self.client = client
+        self.seats = seats
+        self.server_id = uuid.uuid4().hex
+        self._owner_pid = os.getpid()  # a forked child (gunicorn --preload) must not leave
+        self._stopped = threading.Event()
+
+    def join(self, renew: bool = True) -> bool:
+        """Start a new sale if no live server holds one, else join it; True if new."""
+        started = self.client.eval(START_OR_JOIN, 3, SEAT_SERVERS_KEY, AVAILABLE_SEATS_KEY,
+                                   RESERVATION_ENABLED_KEY, LEASE_SECONDS * 1000,
+                                   self.server_id, self.seats)
+        if renew:
+            threading.Thread(target=self._renew, daemon=True, name="seat-lease").start()
+            atexit.register(self.leave)
+        return bool(started)
+
+    def _renew(self) -> None:
+        while not self._stopped.wait(RENEW_SECONDS):
+            # While Redis is away the lease is not renewed; it is once Redis is back.
+            with contextlib.suppress(redis.RedisError):
+                self.client.eval(RENEW, 1, SEAT_SERVERS_KEY, LEASE_SECONDS * 1000,
+                                 self.server_id)
+
+    def leave(self) -> None:
+        """Give the lease back, so the next ``python 100_seat.py`` starts a new sale."""
+        self._stopped.set()
+        if os.getpid() != self._owner_pid:
+            return
+        with contextlib.suppress(redis.RedisError):  # else it expires by itself
+            self.client.zrem(SEAT_SERVERS_KEY, self.server_id)

@@ -1,0 +1,116 @@
+"""Task 13: seats in Redis, the ``reserve_seat`` job, and the Flask app that queues it.
+
+Every piece of state several server processes must agree on is in Redis:
+``available_seats``, ``reservation_enabled`` ("1" or "0"), the queue and the live
+servers (see seat_sale.py). A job takes its seat with one Lua script, which also
+closes reservations at 0, so exactly 50 jobs ever complete, whatever the load.
+"""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask
+from rq import Callback, get_current_job
+
+import common
+import jobs
+import web
+from constants import AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY, RESERVE_SEAT_QUEUE
+from seat_sale import Sale
+from seat_worker import Processor, worker_connection
+
+NOT_ENOUGH_SEATS = "Not enough seats available"
+
+# KEYS: available_seats, reservation_enabled. Returns the seats left, or -1 if none was.
+TAKE_SEAT = """
+local left = tonumber(redis.call('GET', KEYS[1]) or '0')
+if left < 1 then
+  redis.call('SET', KEYS[2], '0')
+  return -1
+end
+redis.call('SET', KEYS[1], left - 1)
+if left == 1 then redis.call('SET', KEYS[2], '0') end
+return left - 1
+"""
+
+
+class NotEnoughSeats(Exception):
+    def __init__(self) -> None:
+        super().__init__(NOT_ENOUGH_SEATS)
+
+
+def reserve_seat(client: redis.Redis, number: int) -> None:
+    """Set the number of available seats (the course's ``reserveSeat``)."""
+    client.set(AVAILABLE_SEATS_KEY, number)
+
+
+def get_current_available_seats(client: redis.Redis) -> str:
+    """The seats left, as the string Redis holds ("50"); "0" if the key is gone."""
+    return client.get(AVAILABLE_SEATS_KEY) or "0"
+
+
+def reservations_enabled(client: redis.Redis) -> bool:
+    return client.get(RESERVATION_ENABLED_KEY) == "1"
+
+
+def take_seat() -> int:
+    """The ``reserve_seat`` job: take one seat or fail with "Not enough seats available"."""
+    left = get_current_job().connection.eval(TAKE_SEAT, 2, AVAILABLE_SEATS_KEY,
+                                             RESERVATION_ENABLED_KEY)
+    if int(left) < 0:
+        raise NotEnoughSeats
+    return int(left)
+
+
+def job_completed(job, connection, result) -> None:
+    """RQ runs a job's callbacks where the job ran: the server whose worker took it."""
+    common.log(f"Seat reservation job {job.id} completed")
+
+
+def job_failed(job, connection, exc_type, exc_value, traceback) -> None:
+    common.log(f"Seat reservation job {job.id} failed: {exc_value}")
+
+
+def queue_reservation(connection: redis.Redis) -> str:
+    """Queue one ``reserve_seat`` job with a Kue-like id; the id."""
+    job = jobs.json_queue(RESERVE_SEAT_QUEUE, connection).enqueue(
+        take_seat, job_id=jobs.next_job_id(connection),
+        on_success=Callback(job_completed), on_failure=Callback(job_failed))
+    return job.id
+
+
+def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | None = None,
+               *, processor: Processor | None = None, join_sale: bool = True) -> Flask:
+    """The seat server. At creation it starts a sale of 50 seats, or joins the live one
+    (seat_sale.py); tests pass fakeredis clients and may skip the lease."""
+    app = web.new_app(__name__)
+    redis_client = client if client is not None else web.web_client()
+    rq_connection = (rq_connection if rq_connection is not None
+                     else web.web_client(decode_responses=False))  # RQ wants bytes
+    processor = processor or Processor(worker_connection())
+    if join_sale:
+        sale = Sale(redis_client)
+        sale.join()
+        app.extensions["seat_sale"] = sale
+
+    @app.get("/available_seats")
+    def available_seats():
+        return web.json_response(
+            {"numberOfAvailableSeats": get_current_available_seats(redis_client)})
+
+    @app.get("/reserve_seat")
+    def reserve():
+        try:
+            if not reservations_enabled(redis_client):
+                return web.json_response({"status": "Reservation are blocked"})
+            queue_reservation(rq_connection)
+        except redis.RedisError:
+            return web.json_response({"status": "Reservation failed"}, 503)
+        return web.json_response({"status": "Reservation in process"})
+
+    @app.get("/process")
+    def process():
+        processor.start()
+        return web.json_response({"status": "Queue processing"})
+
+    return app

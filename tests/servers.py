@@ -1,0 +1,109 @@
+"""The Flask servers of tasks 12 and 13 run as a learner runs them, plus a small HTTP client."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from local_redis import free_port
+from tests.scripts import ROOT, Script, script_env
+
+START_TIMEOUT = 20.0
+
+
+class Server(Script):
+    """``python 9_stock.py`` or gunicorn on a free port; its stdout lines can be awaited."""
+
+    def __init__(self, argv: list[str], redis_url: str, port: int | None = None,
+                 **env: str) -> None:
+        self.port = port or free_port()
+        self.name = " ".join(argv)
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=script_env(redis_url, PORT=str(self.port), **env),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, bufsize=1,
+        )
+        self.lines = []
+        self._queue = queue.Queue()
+        self._stderr = []
+        for stream, put in ((self.process.stdout, self._queue.put),
+                            (self.process.stderr, self._stderr.append)):
+            threading.Thread(target=self._pump, args=(stream, put), daemon=True).start()
+        self._wait_until_listening()
+
+    @classmethod
+    def script(cls, name: str, redis_url: str, **env: str) -> Server:
+        return cls([sys.executable, f"{name}.py"], redis_url, **env)
+
+    @classmethod
+    def gunicorn(cls, app: str, redis_url: str, workers: int = 3) -> Server:
+        """The README's production command."""
+        port = free_port()
+        return cls([sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(workers),
+                    "-b", f"127.0.0.1:{port}", app], redis_url, port=port)
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    raise AssertionError(f"{self.name} is not serving: {self.stderr}") from None
+                time.sleep(0.05)
+
+    def get(self, path: str) -> tuple[int, str, bytes]:
+        return http_get(f"http://127.0.0.1:{self.port}{path}")
+
+    def drain(self) -> list[str]:
+        """Every stdout line that arrived so far, without waiting."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return self.lines
+            if line is None:
+                self._queue.put(None)
+                return self.lines
+            self.lines.append(line)
+
+
+def http_get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
+    """(status, Content-Type, body), for errors too."""
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.headers["Content-Type"], error.read()
+
+
+def hammer(urls: Iterable[str], threads: int = 32) -> list[bytes]:
+    """GET every URL at once from ``threads`` threads; the bodies (all must be 200)."""
+    with ThreadPoolExecutor(threads) as pool:
+        answers = list(pool.map(http_get, urls))
+    assert {status for status, _, _ in answers} == {200}, answers
+    return [body for _, _, body in answers]
+
+
+def wait_for_lines(servers: list[Server], prefix: str, count: int,
+                   timeout: float = 60) -> list[str]:
+    """Wait until the servers printed ``count`` lines starting with ``prefix``, together."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for server in servers for line in server.drain()
+                 if line.startswith(prefix)]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)

@@ -1,0 +1,174 @@
+"""Task 13 on fakeredis: routes and bodies byte for byte, the job, the sale, one worker."""
+
+import threading
+
+import fakeredis
+import pytest
+from rq.serializers import JSONSerializer
+
+import seat_worker
+import seats
+from seat_sale import Sale
+
+IN_PROCESS = b'{"status":"Reservation in process"}'
+BLOCKED = b'{"status":"Reservation are blocked"}'
+
+
+class CountingProcessor:
+    def __init__(self) -> None:
+        self.starts = 0
+
+    def start(self) -> bool:
+        self.starts += 1
+        return self.starts == 1
+
+
+@pytest.fixture
+def rq_redis(fake_server):
+    return fakeredis.FakeRedis(server=fake_server)  # bytes, as RQ needs
+
+
+@pytest.fixture
+def processor():
+    return CountingProcessor()
+
+
+@pytest.fixture
+def app(fake_redis, rq_redis, processor):
+    app = seats.create_app(fake_redis, rq_redis, processor=processor)
+    yield app
+    app.extensions["seat_sale"].leave()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def run_worker(rq_redis) -> None:
+    """Process every queued job, as /process does, but in this thread and until empty."""
+    seat_worker.SeatWorker(["reserve_seat"], connection=rq_redis,
+                           serializer=JSONSerializer).work(burst=True, logging_level="WARNING")
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/available_seats", b'{"numberOfAvailableSeats":"50"}'),
+    ("/reserve_seat", IN_PROCESS),
+    ("/process", b'{"status":"Queue processing"}'),
+])
+def test_course_bodies(client, path, body):
+    response = client.get(path)
+    assert (response.status_code, response.data) == (200, body)
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_the_course_session(client, rq_redis, capsys):
+    assert client.get("/reserve_seat").data == IN_PROCESS
+    assert client.get("/available_seats").data == b'{"numberOfAvailableSeats":"50"}'
+    run_worker(rq_redis)
+    assert client.get("/available_seats").data == b'{"numberOfAvailableSeats":"49"}'
+    assert capsys.readouterr().out == "Seat reservation job 1 completed\n"
+
+
+def test_exactly_50_jobs_complete_and_the_rest_fail(client, fake_redis, rq_redis, capsys):
+    assert [client.get("/reserve_seat").data for _ in range(53)] == [IN_PROCESS] * 53
+    run_worker(rq_redis)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ([f"Seat reservation job {n} completed" for n in range(1, 51)]
+                     + [f"Seat reservation job {n} failed: Not enough seats available"
+                        for n in range(51, 54)])
+    assert client.get("/available_seats").data == b'{"numberOfAvailableSeats":"0"}'
+    assert fake_redis.get("reservation_enabled") == "0"
+    assert client.get("/reserve_seat").data == BLOCKED
+    assert fake_redis.llen("rq:queue:reserve_seat") == 0
+
+
+def test_jobs_are_json_with_kue_like_ids(client, rq_redis):
+    client.get("/reserve_seat")
+    client.get("/reserve_seat")
+    assert rq_redis.lrange("rq:queue:reserve_seat", 0, -1) == [b"1", b"2"]
+
+
+def test_every_process_call_asks_the_processor_to_start(client, processor):
+    for _ in range(3):
+        assert client.get("/process").data == b'{"status":"Queue processing"}'
+    assert processor.starts == 3  # Processor.start itself starts one thread, once
+
+
+def test_processor_starts_one_thread_however_many_calls(rq_redis, monkeypatch):
+    runs = []
+    release = threading.Event()
+    monkeypatch.setattr(seat_worker.Processor, "_run", lambda self: (runs.append(1),
+                                                                     release.wait(10)))
+    processor = seat_worker.Processor(rq_redis)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(processor.start()))
+               for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    release.set()
+    processor._thread.join(10)
+    assert sorted(results) == [False] * 19 + [True]
+    assert runs == [1]
+
+
+def test_nothing_is_processed_before_process(client, fake_redis, rq_redis):
+    client.get("/reserve_seat")
+    assert fake_redis.llen("rq:queue:reserve_seat") == 1
+    assert client.get("/available_seats").data == b'{"numberOfAvailableSeats":"50"}'
+
+
+def test_reserve_seat_when_queuing_fails(fake_redis, processor):
+    down = fakeredis.FakeServer()
+    down.connected = False
+    app = seats.create_app(fake_redis, fakeredis.FakeRedis(server=down), processor=processor)
+    response = app.test_client().get("/reserve_seat")
+    assert (response.status_code, response.data) == (503, b'{"status":"Reservation failed"}')
+    assert response.headers["Content-Type"] == "application/json"
+    app.extensions["seat_sale"].leave()
+
+
+def test_redis_down_is_json_503_then_service_resumes(client, fake_server):
+    fake_server.connected = False
+    response = client.get("/available_seats")
+    assert response.status_code == 503
+    assert response.data == b'{"status":"Service Unavailable","reason":"Redis is not reachable"}'
+    assert client.get("/reserve_seat").data == b'{"status":"Reservation failed"}'
+    fake_server.connected = True
+    assert client.get("/available_seats").data == b'{"numberOfAvailableSeats":"50"}'
+    assert client.get("/reserve_seat").data == IN_PROCESS
+
+
+@pytest.mark.parametrize(("method", "path", "status", "body"), [
+    ("get", "/nope", 404, b'{"status":"Not Found"}'),
+    ("post", "/reserve_seat", 405, b'{"status":"Method Not Allowed"}'),
+    ("delete", "/available_seats", 405, b'{"status":"Method Not Allowed"}'),
+])
+def test_errors_are_json(client, method, path, status, body):
+    response = getattr(client, method)(path)
+    assert (response.status_code, response.data) == (status, body)
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_a_second_server_joins_the_sale_instead_of_resetting_it(fake_redis):
+    first = Sale(fake_redis)
+    assert first.join(renew=False) is True
+    fake_redis.set("available_seats", 7)
+    second = Sale(fake_redis)
+    assert second.join(renew=False) is False
+    assert fake_redis.get("available_seats") == "7"
+    first.leave()
+    second.leave()
+    assert Sale(fake_redis).join(renew=False) is True
+    assert (fake_redis.get("available_seats"), fake_redis.get("reservation_enabled")) == ("50", "1")
+
+
+def test_a_dead_servers_lease_does_not_keep_the_old_sale(fake_redis):
+    Sale(fake_redis).join(renew=False)  # never leaves, as after kill -9
+    fake_redis.set("available_seats", 0)
+    fake_redis.zadd("seat_servers", {member: 0 for member in fake_redis.zrange(
+        "seat_servers", 0, -1)})  # its lease has run out
+    assert Sale(fake_redis).join(renew=False) is True
+    assert fake_redis.get("available_seats") == "50"

@@ -1,0 +1,116 @@
+"""Task 12 on fakeredis: every route and body of the course, byte for byte."""
+
+import pytest
+
+import stock
+
+LIST_PRODUCTS = (
+    b'[{"itemId":1,"itemName":"Suitcase 250","price":50,"initialAvailableQuantity":4},'
+    b'{"itemId":2,"itemName":"Suitcase 450","price":100,"initialAvailableQuantity":10},'
+    b'{"itemId":3,"itemName":"Suitcase 650","price":350,"initialAvailableQuantity":2},'
+    b'{"itemId":4,"itemName":"Suitcase 1050","price":550,"initialAvailableQuantity":5}]'
+)
+PRODUCT_1 = (b'{"itemId":1,"itemName":"Suitcase 250","price":50,"initialAvailableQuantity":4,'
+             b'"currentQuantity":4}')
+NOT_FOUND = b'{"status":"Product not found"}'
+BAD_IDS = ["12", "0", "abc", "-1", "1.5", "01", "+1", "%201", str(10**30), "\u0661"]
+
+
+@pytest.fixture
+def client(fake_redis):
+    return stock.create_app(fake_redis).test_client()
+
+
+@pytest.mark.parametrize(("path", "status", "body"), [
+    ("/list_products", 200, LIST_PRODUCTS),
+    ("/list_products/1", 200, PRODUCT_1),
+    ("/list_products/12", 404, NOT_FOUND),
+    ("/reserve_product/12", 404, NOT_FOUND),
+    ("/reserve_product/1", 200, b'{"status":"Reservation confirmed","itemId":1}'),
+    ("/no_such_route", 404, b'{"status":"Not Found"}'),
+    ("/list_products/1/2", 404, b'{"status":"Not Found"}'),
+])
+def test_course_bodies(client, path, status, body):
+    response = client.get(path)
+    assert (response.status_code, response.data) == (status, body)
+    assert response.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("item_id", BAD_IDS)
+@pytest.mark.parametrize("route", ["/list_products/", "/reserve_product/"])
+def test_ids_that_are_not_a_product(client, fake_redis, route, item_id):
+    response = client.get(route + item_id)
+    assert (response.status_code, response.data) == (404, NOT_FOUND)
+    assert fake_redis.keys() == []
+
+
+def test_reserve_until_out_of_stock(client):
+    answers = [client.get("/reserve_product/3").data for _ in range(3)]
+    assert answers == [b'{"status":"Reservation confirmed","itemId":3}'] * 2 + [
+        b'{"status":"Not enough stock available","itemId":3}']
+    assert client.get("/list_products/3").data == (
+        b'{"itemId":3,"itemName":"Suitcase 650","price":350,"initialAvailableQuantity":2,'
+        b'"currentQuantity":0}')
+
+
+def test_item_key_holds_the_quantity_left(client, fake_redis):
+    assert stock.get_current_reserved_stock_by_id(fake_redis, 2) == 10
+    client.get("/reserve_product/2")
+    assert fake_redis.get("item.2") == "9"
+    stock.reserve_stock_by_id(fake_redis, 2, 1)
+    assert client.get("/list_products/2").data.endswith(b'"currentQuantity":1}')
+    assert client.get("/reserve_product/2").data == (
+        b'{"status":"Reservation confirmed","itemId":2}')
+    assert client.get("/reserve_product/2").data == (
+        b'{"status":"Not enough stock available","itemId":2}')
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_wrong_method_is_json_405(client, method):
+    response = getattr(client, method)("/reserve_product/1")
+    assert (response.status_code, response.data) == (405, b'{"status":"Method Not Allowed"}')
+    assert response.headers["Content-Type"] == "application/json"
+    assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("path", ["/list_products/1", "/reserve_product/1"])
+def test_redis_down_is_json_503(fake_server, fake_redis, path):
+    client = stock.create_app(fake_redis).test_client()
+    fake_server.connected = False
+    response = client.get(path)
+    assert response.status_code == 503
+    assert response.data == b'{"status":"Service Unavailable","reason":"Redis is not reachable"}'
+    assert response.headers["Content-Type"] == "application/json"
+    fake_server.connected = True
+    assert client.get(path).status_code == 200
+
+
+def test_list_products_needs_no_redis(fake_server, fake_redis):
+    fake_server.connected = False
+    assert stock.create_app(fake_redis).test_client().get("/list_products").data == LIST_PRODUCTS
+
+
+def test_unexpected_error_is_json_500_without_detail(fake_redis):
+    fake_redis.rpush("item.1", "not a number")  # WRONGTYPE for GET
+    response = stock.create_app(fake_redis).test_client().get("/list_products/1")
+    assert (response.status_code, response.data) == (500, b'{"status":"Internal Server Error"}')
+
+
+def test_flask_debug_in_the_environment_does_not_turn_debug_on(monkeypatch, fake_redis):
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    app = stock.create_app(fake_redis)
+    fake_redis.rpush("item.1", "not a number")
+    response = app.test_client().get("/list_products/1")
+    assert not app.debug
+    assert (response.status_code, response.data) == (500, b'{"status":"Internal Server Error"}')
+
+
+@pytest.mark.parametrize(("value", "port"), [(None, 1245), ("", 1245), ("5000", 5000)])
+def test_port_comes_from_the_environment(monkeypatch, value, port):
+    import web
+
+    if value is None:
+        monkeypatch.delenv("PORT", raising=False)
+    else:
+        monkeypatch.setenv("PORT", value)
+    assert web.port() == port

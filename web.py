@@ -1,0 +1,86 @@
+"""What both Flask servers share: the course's JSON bodies, JSON errors, a fail-fast client.
+
+The course's curl output is compact, keeps insertion order and has no trailing newline;
+Flask's jsonify sorts keys and appends one, so bodies are made here instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import redis
+from flask import Flask, Response
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+import common
+from constants import DEFAULT_PORT
+
+PORT_ENV = "PORT"
+HOST_ENV = "HOST"
+DEFAULT_HOST = "127.0.0.1"
+REDIS_DOWN = "Redis is not reachable"
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    """``body`` as the course prints it: ``{"status":"..."}``, keys in the order given."""
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def web_client(url: str | None = None, decode_responses: bool = True) -> redis.Redis:
+    """A client that gives up on a dead Redis within a fraction of a second, not 3 s,
+    so a request gets its 503 at once (redis-py 8 retries 10 times by default)."""
+    return common.connect(url, decode_responses=decode_responses, socket_connect_timeout=2,
+                          socket_timeout=5, retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2))
+
+
+def _http_error(error: HTTPException) -> Response:
+    # abort(404, "Product not found") shows its text; Werkzeug's own long sentences do not.
+    text = error.description if error.description != type(error).description else error.name
+    response = json_response({"status": text}, error.code or 500)
+    if error.code == 405:
+        response.headers["Allow"] = error.get_response().headers.get("Allow", "")
+    return response
+
+
+def _redis_down(error: redis.RedisError) -> Response:
+    return json_response({"status": "Service Unavailable", "reason": REDIS_DOWN}, 503)
+
+
+def _server_error(error: InternalServerError) -> Response:
+    # Flask has already logged the traceback to stderr; the client gets no detail.
+    return json_response({"status": "Internal Server Error"}, 500)
+
+
+def new_app(import_name: str) -> Flask:
+    """A Flask app whose every error is JSON (404, 405, 503 when Redis is down, 500).
+
+    Debug mode stays off even with FLASK_DEBUG=1 in the environment: in debug mode
+    Flask lets exceptions through, and clients would get a traceback page.
+    """
+    app = Flask(import_name)
+    app.debug = False
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InternalServerError, _server_error)
+    app.register_error_handler(redis.ConnectionError, _redis_down)
+    app.register_error_handler(redis.TimeoutError, _redis_down)
+    return app
+
+
+def port() -> int:
+    return int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
+
+
+def serve(app: Flask) -> None:
+    """Flask's development server on PORT (default 1245), threaded, never in debug mode.
+
+    For production run a WSGI server instead (see the README: gunicorn, several workers).
+    SIGTERM (``kill``, systemd, docker stop) ends it as Ctrl-C does, so exit hooks run.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    app.run(host=os.environ.get(HOST_ENV) or DEFAULT_HOST, port=port(), debug=False,
+            use_reloader=False, threaded=True)
