@@ -7,13 +7,20 @@ two-terminal tasks run side by side with each line labelled by its terminal.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import common
+from constants import PUSH_NOTIFICATION_QUEUE_3
+from local_redis import free_port
 
 ROOT = Path(__file__).resolve().parent
 STEP_TIMEOUT = 60
@@ -23,10 +30,27 @@ def heading(title: str) -> None:
     common.log(f"\n=== {title} ===")
 
 
-def start(script: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+def start(*argv: str, **env: str) -> subprocess.Popen:
+    """``python SCRIPT ARGS...`` (or ``python -m MODULE ...``) as its own process.
+
+    Its stderr is dropped: it holds the servers' access logs, not the course's lines.
+    """
+    return subprocess.Popen([sys.executable, *argv], cwd=ROOT, text=True,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+
+def relay_in_background(process: subprocess.Popen, label: str) -> threading.Thread:
+    thread = threading.Thread(target=relay, args=(process, label), daemon=True)
+    thread.start()
+    return thread
+
+
+def stop(process: subprocess.Popen, relaying: threading.Thread) -> None:
+    """Ctrl-C for a process that runs until stopped (a processor, a server)."""
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=STEP_TIMEOUT)
+    relaying.join(timeout=STEP_TIMEOUT)
 
 
 def relay(process: subprocess.Popen, label: str = "",
@@ -40,9 +64,7 @@ def relay(process: subprocess.Popen, label: str = "",
     for line in process.stdout:
         common.log(prefix + line.rstrip("\n"))
         if until is not None and line.rstrip("\n") == until:
-            thread = threading.Thread(target=relay, args=(process, label), daemon=True)
-            thread.start()
-            return thread
+            return relay_in_background(process, label)
     return None
 
 
@@ -86,7 +108,85 @@ def pub_sub() -> None:
     run_pair("5_subscriber.py", "5_publisher.py", first_ready=common.CONNECTED)
 
 
-STEPS: list[Callable[[], None]] = [task_0, basics, pub_sub]
+def with_processor(creator: str, processor: str) -> None:
+    """Terminal 2 runs a processor until Ctrl-C; terminal 1 runs the creator to its end."""
+    worker = start(processor)
+    worker_lines = relay_in_background(worker, "terminal 2")
+    creator_process = start(creator)
+    relay(creator_process, "terminal 1")
+    creator_process.wait(timeout=STEP_TIMEOUT)
+    stop(worker, worker_lines)
+
+
+def job_queue() -> None:
+    heading("Tasks 6-7: python 6_job_creator.py (terminal 1), "
+            "python 6_job_processor.py (terminal 2)")
+    with_processor("6_job_creator.py", "6_job_processor.py")
+    heading("Tasks 8-9: python 7_job_creator.py (terminal 1), "
+            "python 7_job_processor.py (terminal 2)")
+    with_processor("7_job_creator.py", "7_job_processor.py")
+    heading("Task 10: python 8_job.py (terminal 1), then RQ's own worker (terminal 2): "
+            f"rq worker --burst -w rq.worker.SimpleWorker -S json {PUSH_NOTIFICATION_QUEUE_3}")
+    creator = start("8_job.py")
+    # Its first line says the job is queued: then start the worker, as you would.
+    common.log(f"terminal 1 | {creator.stdout.readline().rstrip()}")
+    rest = relay_in_background(creator, "terminal 1")
+    worker = start("-m", "rq.cli", "worker", "--burst", "--quiet", "-u", common.redis_url(),
+                   "-w", "rq.worker.SimpleWorker", "-S", "json", PUSH_NOTIFICATION_QUEUE_3)
+    relay(worker, "terminal 2")
+    worker.wait(timeout=STEP_TIMEOUT)
+    creator.wait(timeout=STEP_TIMEOUT)
+    rest.join(timeout=STEP_TIMEOUT)
+
+
+def curl(port: int, path: str) -> None:
+    """What ``curl localhost:PORT/PATH ; echo ""`` prints."""
+    common.log(f'$ curl localhost:{port}/{path} ; echo ""')
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=10) as answer:
+            common.log(answer.read().decode())
+    except urllib.error.HTTPError as error:
+        common.log(error.read().decode())
+
+
+def serve(script: str) -> tuple[subprocess.Popen, threading.Thread, int]:
+    """Start a server on a free port and wait until it answers."""
+    port = free_port()
+    server = start(script, PORT=str(port))
+    lines = relay_in_background(server, "server")
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nowhere", timeout=1)
+        except urllib.error.HTTPError:
+            return server, lines, port  # it answers (404 for this path)
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"{script} did not start") from None
+            time.sleep(0.1)
+
+
+def stock_server() -> None:
+    heading("Task 12: python 9_stock.py, then curl")
+    server, lines, port = serve("9_stock.py")
+    for path in ["list_products", "list_products/1", "list_products/12",
+                 "reserve_product/12", "reserve_product/1", "list_products/1"]:
+        curl(port, path)
+    stop(server, lines)
+
+
+def seat_server() -> None:
+    heading("Task 13: python 100_seat.py, then curl")
+    server, lines, port = serve("100_seat.py")
+    for path in ["available_seats", "reserve_seat", "process"]:
+        curl(port, path)
+    time.sleep(0.5)  # the job runs in the server, as in the course
+    curl(port, "available_seats")
+    stop(server, lines)
+
+
+STEPS: list[Callable[[], None]] = [task_0, basics, pub_sub, job_queue, stock_server,
+                                   seat_server]
 
 
 def main() -> None:
