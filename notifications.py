@@ -13,6 +13,7 @@ from typing import Any
 
 import common
 import jobs
+import senders
 from job_events import COMPLETED, FAILED, PROGRESS, JobBatch, JobEvent, report_progress
 
 BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
@@ -33,8 +34,11 @@ class BlacklistedNumber(Exception):
 # --- Processor side ---------------------------------------------------------------------
 
 def send_notification(phone_number: str, message: str) -> None:
-    """Task 7's sendNotification: the line a processor prints for each job it sends."""
-    common.log(f"Sending notification to {phone_number}, with message: {message}")
+    """Task 7's sendNotification, through the sender the environment configures: by
+    default the course's line, ``Sending notification to PHONE_NUMBER, with message:
+    MESSAGE``; a real SMS when Twilio is configured (senders.py). A number that cannot
+    be sent to, or a refused SMS, raises senders.NotificationError: the job fails."""
+    senders.sender_from_env().send(phone_number, message)
 
 
 def send_tracked_notification(phone_number: str, message: str) -> None:

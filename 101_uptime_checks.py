@@ -1,0 +1,77 @@
+"""Add, list and remove uptime checks (the seed's POST /checks, from the command line).
+
+    python 101_uptime_checks.py add http://127.0.0.1:8000/health --phone 4153518780
+    python 101_uptime_checks.py add example.com --protocol https --method get \
+        --success-codes 200,201 --timeout 3 --phone +14153518780
+    python 101_uptime_checks.py list
+    python 101_uptime_checks.py remove 1
+
+``102_uptime_worker.py`` runs them every minute and alerts by SMS when one goes up or down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+
+import common
+import config
+import uptime
+from constants import UPTIME_CHECK_KEY
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Manage the uptime checks stored in Redis.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="add a check")
+    add.add_argument("url", help="host and path (example.com/health), or a full http(s) URL")
+    add.add_argument("--protocol", default="http", help="http or https (default: http)")
+    add.add_argument("--method", default="get", help="get, post, put, delete or head")
+    add.add_argument("--success-codes", default="200,201",
+                     help="comma-separated HTTP codes that mean up (default: 200,201)")
+    add.add_argument("--timeout", default="3", help="seconds to wait for an answer (default: 3)")
+    add.add_argument("--phone", required=True, help="the number to alert by SMS")
+    commands.add_parser("list", help="list the checks with their state")
+    remove = commands.add_parser("remove", help="remove a check")
+    remove.add_argument("id")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config.load_env()
+    client = common.connect()
+    if args.command == "add":
+        try:
+            check = uptime.validate(args.protocol, args.url, args.method,
+                                    args.success_codes.split(","), args.timeout, args.phone)
+        except uptime.InvalidCheck as error:
+            print(f"Invalid check: {error}", file=sys.stderr, flush=True)
+            return 1
+        check = uptime.add_check(client, check)
+        common.log(f"Check {check.id} added: {check.describe()}, up on "
+                   f"{','.join(map(str, check.success_codes))}, timeout "
+                   f"{check.timeout_seconds:g}s, alerts {check.phone}")
+    elif args.command == "list":
+        checks = uptime.all_checks(client)
+        if not checks:
+            common.log("No checks")
+        for check in checks:
+            state = uptime.state_of(client, check.id) or "not checked yet"
+            last = client.hget(UPTIME_CHECK_KEY.format(check_id=check.id), "last_checked")
+            when = f", checked {datetime.fromtimestamp(float(last)):%Y-%m-%d %H:%M:%S}" \
+                if last else ""
+            common.log(f"{check.id}: {check.describe()} -> {state}{when} "
+                       f"(up on {','.join(map(str, check.success_codes))}, "
+                       f"timeout {check.timeout_seconds:g}s, alerts {check.phone})")
+    elif not uptime.remove_check(client, args.id):
+        print(f"No check {args.id}", file=sys.stderr, flush=True)
+        return 1
+    else:
+        common.log(f"Check {args.id} removed")
+    return 0
+
+
+if __name__ == "__main__":
+    config.run(main)

@@ -1,0 +1,49 @@
+"""The uptime worker: every minute, run every check at once and alert on a change of state.
+
+This is the seed's ``workers.init``: gather all checks, run them, loop. Each check is
+``up`` or ``down``; when one changes (not on its first run) an SMS alert is queued on the
+``sms`` queue for ``105_worker.py`` to send. ``UPTIME_INTERVAL_SECONDS`` (default 60) or
+``--interval`` sets the period; ``--once`` runs a single round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import redis
+
+import common
+import config
+import uptime
+from constants import DEFAULT_UPTIME_INTERVAL_SECONDS
+
+INTERVAL_ENV = "UPTIME_INTERVAL_SECONDS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the uptime checks in a loop.")
+    parser.add_argument("--interval", type=float, help=f"seconds between rounds "
+                        f"(default: {INTERVAL_ENV} or {DEFAULT_UPTIME_INTERVAL_SECONDS})")
+    parser.add_argument("--once", action="store_true", help="run one round and exit")
+    args = parser.parse_args(argv)
+    config.load_env()
+    interval = args.interval or config.positive_number(
+        INTERVAL_ENV, DEFAULT_UPTIME_INTERVAL_SECONDS)
+    client = common.connect()
+    rq_client = common.connect(decode_responses=False)
+    common.wait_until_connected(client)
+    common.log(f"Uptime worker started: a round every {interval:g}s")
+    while True:
+        started = time.monotonic()
+        try:
+            uptime.run_round(client, rq_client, log=common.log)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            common.log(common.not_connected_line(error))  # try again next round
+        if args.once:
+            return 0
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+if __name__ == "__main__":
+    config.run(main)

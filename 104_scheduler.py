@@ -1,0 +1,74 @@
+"""The scheduler: RQ's own cron queues the reminders' tick every minute.
+
+The tick (``reminders.tick``) goes to the ``reminders_tick`` queue, where
+``105_worker.py --tick`` runs it; it queues the SMS of every reminder due that minute.
+Running two schedulers is safe: each reminder's time slot is claimed once (SET NX).
+
+``--every SECONDS`` (or ``REMINDER_TICK_SECONDS``) ticks on an interval instead of at
+each minute, for trying it out.
+
+:func:`run` is RQ's ``CronScheduler.start()`` step for step, except how it stops: RQ's
+raises an exception from the signal handler, which a log call or a Redis call in progress
+can swallow (measured: a Ctrl-C in the first moments left a traceback, once a scheduler
+that went on running). Here Ctrl-C or SIGTERM only sets a flag that the loop checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from rq.cron import CronScheduler
+
+import common
+import config
+import reminders
+from constants import REMINDERS_TICK_QUEUE
+
+EVERY_MINUTE = "* * * * *"
+TICK_ENV = "REMINDER_TICK_SECONDS"
+TICK_TIMEOUT_SECONDS = 60
+# A tick nobody ran within this long is dropped: the next one sends what is due.
+TICK_TTL_SECONDS = 120
+
+
+def run(scheduler: CronScheduler, stop: threading.Event) -> None:
+    """Queue the registered jobs when due, until ``stop`` is set."""
+    scheduler.register_birth()
+    try:
+        while not stop.is_set():
+            if scheduler.enqueue_jobs():
+                scheduler.save()  # the jobs' next times, for `rq cron` monitoring
+            scheduler.heartbeat()
+            stop.wait(scheduler.calculate_sleep_interval())
+    finally:
+        scheduler.register_death()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Queue the reminders' tick with RQ's cron.")
+    parser.add_argument("--every", type=int, help="tick every N seconds, not every minute")
+    args = parser.parse_args(argv)
+    config.load_env()
+    every = args.every or int(config.positive_number(TICK_ENV, 0)) or None  # None: cron
+    config.timezone()  # a bad REMINDER_TIMEZONE stops us here, not in every tick
+    connection = common.connect(decode_responses=False)  # RQ wants bytes
+    common.wait_until_connected(connection)
+    scheduler = CronScheduler(connection=connection)
+    when = {"interval": every} if every else {"cron": EVERY_MINUTE}
+    scheduler.register(reminders.tick, queue_name=REMINDERS_TICK_QUEUE,
+                       job_timeout=TICK_TIMEOUT_SECONDS, ttl=TICK_TTL_SECONDS,
+                       result_ttl=0, **when)  # a done tick is deleted at once
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    common.log(f"Scheduler started: reminders tick "
+               f"{f'every {every}s' if every else 'every minute'}")
+    run(scheduler, stop)
+    common.log("Scheduler stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    config.run(main)

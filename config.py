@@ -1,0 +1,68 @@
+"""Configuration from the environment, 12-factor style, with an optional ``.env`` file.
+
+Every setting is an environment variable (``.env.example`` lists them all). A ``.env``
+file in the project folder is read when present, but never overrides a variable that
+is already set: what the shell or ``honcho`` exports wins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import load_dotenv
+
+ROOT = Path(__file__).resolve().parent
+ENV_FILE = ROOT / ".env"
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def load_env(path: Path = ENV_FILE) -> bool:
+    """Read ``path`` into os.environ if it exists (existing variables win)."""
+    return path.exists() and load_dotenv(path, override=False)
+
+
+def positive_number(name: str, default: float, env: Mapping[str, str] = os.environ) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0, not {raw!r}")
+    return value
+
+
+def timezone(env: Mapping[str, str] = os.environ) -> tzinfo | None:
+    """``REMINDER_TIMEZONE`` (an IANA name such as Europe/Paris), or None for local time."""
+    name = env.get("REMINDER_TIMEZONE", "").strip()
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"REMINDER_TIMEZONE is not a known time zone: {name!r}") from None
+
+
+def run(main) -> None:
+    """:func:`common.run`, and a bad setting ends the script with its message and status 2."""
+    import sys
+
+    import common
+
+    def checked_main():
+        try:
+            return main()
+        except ConfigError as error:
+            print(error, file=sys.stderr, flush=True)
+            return common.EXIT_BAD_CONFIG
+
+    common.run(checked_main)

@@ -1,0 +1,172 @@
+"""Where a notification goes: the console (the course's line) or a real SMS through Twilio.
+
+The choice is configuration, not code: with ``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN``
+and ``TWILIO_FROM_NUMBER`` set, :func:`sender_from_env` gives a :class:`TwilioSender`;
+otherwise a :class:`ConsoleSender` that prints what the course prints.
+
+Every failure (a phone number we refuse, Twilio saying no, Twilio unreachable) raises
+:class:`NotificationError` with a one-line reason, so an RQ job fails with that reason.
+Secrets never go into a log line, an exception message or job data: a job carries only
+the phone number and the message, and reads the credentials from its environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import redis
+from rq.job import Job
+
+import common
+from constants import SMS_QUEUE
+from jobs import json_queue
+
+ACCOUNT_SID_ENV = "TWILIO_ACCOUNT_SID"
+AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+FROM_NUMBER_ENV = "TWILIO_FROM_NUMBER"
+# The seed's name for the sending number; used when TWILIO_FROM_NUMBER is not set.
+FROM_NUMBER_ALIAS_ENV = "TWILIO_REMINDER_NUMBER"
+# Only for trying things locally: send Twilio's API requests to this base URL (a stub).
+API_BASE_URL_ENV = "TWILIO_API_BASE_URL"
+
+CONSOLE_LINE = "Sending notification to {phone_number}, with message: {message}"
+
+E164 = re.compile(r"\+[1-9]\d{7,14}")
+US_10_DIGITS = re.compile(r"[2-9]\d{9}")
+SEPARATORS = re.compile(r"[\s().-]")
+MAX_MESSAGE_LENGTH = 1600  # Twilio's limit for one message body
+
+# Twilio's client logs each request URL, which holds the account SID: keep it quiet.
+logging.getLogger("twilio").setLevel(logging.WARNING)
+
+
+class NotificationError(Exception):
+    """A notification was not sent; the message says why in one line, without secrets."""
+
+
+def e164(phone_number: str) -> str:
+    """``phone_number`` in E.164 (``+14153518780``), or NotificationError.
+
+    Accepts E.164 and the course's 10-digit US form (``4153518780``); spaces, dots,
+    dashes and parentheses are ignored.
+    """
+    if not isinstance(phone_number, str):
+        raise NotificationError(f"Phone number must be text, not {type(phone_number).__name__}")
+    compact = SEPARATORS.sub("", phone_number)
+    if E164.fullmatch(compact):
+        return compact
+    if US_10_DIGITS.fullmatch(compact):
+        return "+1" + compact
+    raise NotificationError(
+        f"Invalid phone number {phone_number!r}: use E.164 (+14153518780) "
+        "or 10 US digits (4153518780)"
+    )
+
+
+def check_message(message: str) -> str:
+    if not isinstance(message, str) or not message.strip():
+        raise NotificationError("The message is empty")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise NotificationError(
+            f"The message is {len(message)} characters long; at most {MAX_MESSAGE_LENGTH}"
+        )
+    return message
+
+
+class Sender(Protocol):
+    def send(self, phone_number: str, message: str) -> None:
+        """Send ``message`` to ``phone_number`` or raise NotificationError."""
+
+
+class ConsoleSender:
+    """Prints the course's line instead of sending anything (the default)."""
+
+    def send(self, phone_number: str, message: str) -> None:
+        e164(phone_number)
+        common.log(CONSOLE_LINE.format(phone_number=phone_number, message=message))
+
+
+class TwilioSender:
+    """Sends a real SMS with the official ``twilio`` package.
+
+    ``http_client`` is Twilio's own HTTP boundary (a ``twilio.http.HttpClient``):
+    tests pass a fake one, so nothing reaches the network.
+    """
+
+    def __init__(self, account_sid: str, auth_token: str, from_number: str,
+                 http_client=None) -> None:
+        from twilio.rest import Client  # imported here: the console sender does not need it
+
+        self.from_number = e164(from_number)
+        self._secrets = [s for s in (account_sid, auth_token) if s]
+        self.client = Client(account_sid, auth_token, http_client=http_client)
+
+    def send(self, phone_number: str, message: str) -> None:
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        to = e164(phone_number)
+        check_message(message)
+        try:
+            sent = self.client.messages.create(to=to, from_=self.from_number, body=message)
+        except TwilioRestException as error:
+            # error.msg is Twilio's own sentence; its str() also holds the URL with the SID.
+            reason = f"Twilio refused the SMS to {to}: HTTP {error.status}"
+            if error.code:
+                reason += f", error {error.code}"
+            raise NotificationError(self._hide(f"{reason}: {error.msg}")) from None
+        except (TwilioException, OSError) as error:  # requests' errors are OSErrors
+            raise NotificationError(
+                self._hide(f"Twilio could not be reached to send the SMS to {to}: "
+                           f"{type(error).__name__}")
+            ) from None
+        common.log(f"SMS {sent.sid} to {to} queued by Twilio ({sent.status})")
+
+    def _hide(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return " ".join(text.split())  # one line
+
+
+def twilio_http_client(base_url: str):
+    """Twilio's HTTP client, sending every request to ``base_url`` instead of api.twilio.com."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    class BaseUrlHttpClient(TwilioHttpClient):
+        def request(self, method, url, *args, **kwargs):
+            parts = urlsplit(url)
+            url = base_url.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+            return super().request(method, url, *args, **kwargs)
+
+    return BaseUrlHttpClient()
+
+
+def sender_from_env(env: Mapping[str, str] = os.environ) -> Sender:
+    """A TwilioSender when the three Twilio variables are set, else a ConsoleSender."""
+    account_sid = env.get(ACCOUNT_SID_ENV, "").strip()
+    auth_token = env.get(AUTH_TOKEN_ENV, "").strip()
+    from_number = (env.get(FROM_NUMBER_ENV) or env.get(FROM_NUMBER_ALIAS_ENV) or "").strip()
+    given = {ACCOUNT_SID_ENV: account_sid, AUTH_TOKEN_ENV: auth_token,
+             FROM_NUMBER_ENV: from_number}
+    if not any(given.values()):
+        return ConsoleSender()
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise NotificationError(f"Twilio is partly configured: set {', '.join(missing)} too")
+    base_url = env.get(API_BASE_URL_ENV, "").strip()
+    http_client = twilio_http_client(base_url) if base_url else None
+    return TwilioSender(account_sid, auth_token, from_number, http_client=http_client)
+
+
+def send_sms(phone_number: str, message: str) -> None:
+    """The RQ job: send one SMS with the sender the worker's environment configures."""
+    sender_from_env().send(phone_number, message)
+
+
+def enqueue_sms(connection: redis.Redis, phone_number: str, message: str) -> Job:
+    """Queue :func:`send_sms` on the SMS queue (``connection`` in bytes mode, for RQ)."""
+    return json_queue(SMS_QUEUE, connection).enqueue(send_sms, phone_number, message)

@@ -1,0 +1,42 @@
+"""Configuration: .env is read when present and never overrides the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+import config
+
+
+def test_env_file_fills_in_but_never_overrides(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("ISSUE6_FROM_FILE=file\nISSUE6_ALREADY_SET=file\n")
+    monkeypatch.delenv("ISSUE6_FROM_FILE", raising=False)
+    monkeypatch.setenv("ISSUE6_ALREADY_SET", "shell")
+    assert config.load_env(env_file)
+    assert config.os.environ["ISSUE6_FROM_FILE"] == "file"
+    assert config.os.environ["ISSUE6_ALREADY_SET"] == "shell"
+    monkeypatch.delenv("ISSUE6_FROM_FILE")
+
+
+def test_no_env_file_is_fine(tmp_path):
+    assert not config.load_env(tmp_path / "missing.env")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 60.0), ("", 60.0), ("2.5", 2.5)])
+def test_positive_number(raw, expected):
+    env = {} if raw is None else {"X_SECONDS": raw}
+    assert config.positive_number("X_SECONDS", 60, env) == expected
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1"])
+def test_positive_number_refuses(raw):
+    with pytest.raises(config.ConfigError, match="X_SECONDS"):
+        config.positive_number("X_SECONDS", 60, {"X_SECONDS": raw})
+
+
+def test_env_example_lists_every_variable():
+    example = (config.ROOT / ".env.example").read_text()
+    for name in ("REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER",
+                 "TWILIO_API_BASE_URL", "REMINDER_TIMEZONE", "REMINDER_GRACE_SECONDS",
+                 "REMINDER_TICK_SECONDS", "UPTIME_INTERVAL_SECONDS", "HOST", "PORT"):
+        assert name in example, name

@@ -1,0 +1,214 @@
+"""Reminders at their times, the clock controlled by the test; each slot sent once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import fakeredis
+import pytest
+
+import config
+import reminders
+from constants import SMS_QUEUE
+from jobs import json_queue
+
+PARIS = ZoneInfo("Europe/Paris")
+GRACE = timedelta(minutes=10)
+LONG_AGO = datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture
+def rq_redis(fake_server):
+    return fakeredis.FakeRedis(server=fake_server)
+
+
+def sms(rq_redis) -> list[list]:
+    return [job.args for job in json_queue(SMS_QUEUE, rq_redis).get_jobs()]
+
+
+def add(connection, message="Take your medicine", phones=("4153518780",), times=None,
+        created_at=LONG_AGO) -> reminders.Reminder:
+    reminder = reminders.validate(message, list(phones),
+                                  times if times is not None else reminders.DEFAULT_REMINDER_TIMES)
+    return reminders.add_reminder(connection, reminder, now=created_at)
+
+
+def at(hh_mm: str, day: int = 23, tz=PARIS) -> datetime:
+    hour, minute = map(int, hh_mm.split(":"))
+    return datetime(2026, 11, day, hour, minute, tzinfo=tz)
+
+
+# -- Validation and storage ----------------------------------------------------------------
+
+def test_default_times_are_the_seeds():
+    reminder = reminders.validate("hi", ["4153518780"])
+    assert reminder.times == ("09:00", "12:00", "18:00", "22:00")
+    assert reminder.phones == ("+14153518780",)
+
+
+def test_times_are_parsed_and_sorted():
+    assert reminders.parse_times("18:00, 9:00,18:00") == ("09:00", "18:00")
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"times": "25:00"}, "HH:MM"),
+    ({"times": "9"}, "HH:MM"),
+    ({"times": []}, "at least one time"),
+    ({"phones": []}, "at least one phone"),
+    ({"phones": ["12"]}, "Invalid phone number"),
+    ({"message": " "}, "empty"),
+])
+def test_validate_refuses_bad_fields(fields, reason):
+    given = {"message": "hi", "phones": ["4153518780"]} | fields
+    with pytest.raises(reminders.InvalidReminder, match=reason):
+        reminders.validate(**given)
+
+
+def test_add_list_remove(fake_redis):
+    first = add(fake_redis)
+    second = add(fake_redis, "Stand up", ["4153518780", "+14155550100"], "10:30")
+    assert reminders.all_reminders(fake_redis) == [first, second]
+    assert reminders.remove_reminder(fake_redis, "1")
+    assert not reminders.remove_reminder(fake_redis, "1")
+    assert reminders.all_reminders(fake_redis) == [second]
+
+
+# -- When ----------------------------------------------------------------------------------
+
+def test_a_day_of_ticks_sends_at_9_noon_6pm_and_10pm(fake_redis, rq_redis):
+    """A tick every minute over one whole day, in Paris time: four sends, at their times."""
+    add(fake_redis)
+    sent = []
+    now = at("00:00")
+    while now < at("00:00", day=24):
+        for _reminder, slot in reminders.send_due(fake_redis, rq_redis, now, PARIS, GRACE):
+            sent.append((now.astimezone(PARIS).strftime("%H:%M"), slot.strftime("%H:%M")))
+        now += timedelta(minutes=1)
+    assert sent == [("09:00", "09:00"), ("12:00", "12:00"), ("18:00", "18:00"),
+                    ("22:00", "22:00")]
+    assert len(sms(rq_redis)) == 4
+
+
+def test_the_timezone_decides_the_hour(fake_redis, rq_redis):
+    add(fake_redis)
+    # 08:00 UTC is 09:00 in Paris in November: due there, not in UTC.
+    eight_utc = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+    assert reminders.send_due(fake_redis, rq_redis, eight_utc, timezone.utc, GRACE) == []
+    [(_, slot)] = reminders.send_due(fake_redis, rq_redis, eight_utc, PARIS, GRACE)
+    assert slot == at("09:00")
+
+
+def test_local_time_is_the_default(monkeypatch):
+    monkeypatch.delenv("REMINDER_TIMEZONE", raising=False)
+    assert config.timezone() is None
+    reminder = reminders.Reminder("1", "hi", ("+14153518780",), ("09:00",))
+    local_nine = datetime(2026, 11, 23, 9, 0).astimezone()  # 09:00 in this machine's zone
+    assert reminders.due_slots(reminder, local_nine, None, GRACE) == [local_nine]
+    monkeypatch.setenv("REMINDER_TIMEZONE", "Europe/Paris")
+    assert config.timezone() == PARIS
+    monkeypatch.setenv("REMINDER_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(config.ConfigError, match="REMINDER_TIMEZONE"):
+        config.timezone()
+
+
+def test_a_late_tick_still_sends_within_the_grace_and_never_twice(fake_redis, rq_redis):
+    add(fake_redis, times="09:00")
+    assert reminders.send_due(fake_redis, rq_redis, at("08:59"), PARIS, GRACE) == []
+    assert len(reminders.send_due(fake_redis, rq_redis, at("09:07"), PARIS, GRACE)) == 1
+    assert reminders.send_due(fake_redis, rq_redis, at("09:08"), PARIS, GRACE) == []
+    assert reminders.send_due(fake_redis, rq_redis, at("09:10"), PARIS, GRACE) == []
+    assert len(sms(rq_redis)) == 1
+
+
+def test_a_tick_after_the_grace_skips_the_slot(fake_redis, rq_redis):
+    add(fake_redis, times="09:00")
+    assert reminders.send_due(fake_redis, rq_redis, at("09:10"), PARIS, GRACE) == []
+
+
+def test_a_slot_before_the_reminder_was_added_is_not_sent(fake_redis, rq_redis):
+    add(fake_redis, times="09:00", created_at=at("09:03").timestamp())
+    assert reminders.send_due(fake_redis, rq_redis, at("09:05"), PARIS, GRACE) == []
+    # ...but one added during the slot's minute is
+    add(fake_redis, times="09:00", created_at=at("09:00").timestamp() + 30)
+    assert len(reminders.send_due(fake_redis, rq_redis, at("09:01"), PARIS, GRACE)) == 1
+
+
+def test_every_recipient_gets_the_text(fake_redis, rq_redis):
+    add(fake_redis, "Stand up", ["4153518780", "+14155550100"], "09:00")
+    reminders.send_due(fake_redis, rq_redis, at("09:00"), PARIS, GRACE)
+    assert sms(rq_redis) == [["+14153518780", "Stand up"], ["+14155550100", "Stand up"]]
+
+
+def test_a_removed_reminder_is_not_sent(fake_redis, rq_redis):
+    reminder = add(fake_redis, times="09:00")
+    reminders.remove_reminder(fake_redis, reminder.id)
+    assert reminders.send_due(fake_redis, rq_redis, at("09:00"), PARIS, GRACE) == []
+
+
+def test_two_schedulers_ticking_at_once_send_once(fake_redis, rq_redis):
+    add(fake_redis, times="09:00,12:00")
+    barrier = threading.Barrier(6)
+
+    def scheduler(now):
+        barrier.wait()
+        reminders.send_due(fake_redis, rq_redis, now, PARIS, GRACE)
+
+    threads = [threading.Thread(target=scheduler, args=(now,))
+               for now in [at("09:00")] * 3 + [at("09:01")] * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(sms(rq_redis)) == 1
+
+
+def test_next_slot_for_the_list():
+    reminder = reminders.Reminder("1", "hi", ("+14153518780",), ("09:00", "22:00"))
+    assert reminders.next_slot(reminder, at("10:00"), PARIS) == at("22:00")
+    assert reminders.next_slot(reminder, at("22:00"), PARIS) == at("09:00", day=24)
+
+
+def test_the_tick_job_reads_its_configuration(monkeypatch, redis_url, real_redis):
+    """The job RQ's cron queues: real Redis, REDIS_URL from the environment."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("REMINDER_TIMEZONE", "UTC")
+    now = datetime.now(timezone.utc)
+    add(real_redis, times=now.strftime("%H:%M"))
+    assert reminders.tick() == 1
+    assert reminders.tick() == 0
+    assert real_redis.llen(f"rq:queue:{SMS_QUEUE}") == 1
+
+
+def test_the_scheduler_loop_queues_ticks_and_stops_on_its_flag(rq_redis):
+    from rq import Queue
+    from rq.cron import CronScheduler
+
+    from constants import REMINDERS_TICK_QUEUE
+    from tests.scripts import load_script
+
+    scheduler_script = load_script("104_scheduler")
+    scheduler = CronScheduler(connection=rq_redis)
+    scheduler.register(reminders.tick, queue_name=REMINDERS_TICK_QUEUE, interval=1)
+    stop = threading.Event()
+    threading.Timer(1.5, stop.set).start()
+    scheduler_script.run(scheduler, stop)  # returns once stop is set
+    ticks = Queue(REMINDERS_TICK_QUEUE, connection=rq_redis).get_jobs()
+    assert len(ticks) == 2  # at once, then a second later
+    assert {job.func_name for job in ticks} == {"reminders.tick"}
+    assert CronScheduler.all(rq_redis) == []  # its death was registered
+
+
+@pytest.mark.parametrize("day", [datetime(2026, 3, 29), datetime(2026, 10, 25)],
+                         ids=["clocks-go-forward", "clocks-go-back"])
+def test_daylight_saving_days_still_send_each_time_once(fake_redis, rq_redis, day):
+    add(fake_redis)
+    start = day.replace(tzinfo=PARIS)
+    sent = []
+    for minute in range(25 * 60):  # a 23- or 25-hour day, one tick a minute, in UTC steps
+        now = start.astimezone(timezone.utc) + timedelta(minutes=minute)
+        sent += [slot.strftime("%H:%M")
+                 for _, slot in reminders.send_due(fake_redis, rq_redis, now, PARIS, GRACE)
+                 if slot.date() == day.date()]
+    assert sent == ["09:00", "12:00", "18:00", "22:00"]

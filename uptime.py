@@ -1,0 +1,238 @@
+"""Uptime checks: stored in Redis, run concurrently, an SMS alert when one goes up or down.
+
+A check has the fields of the seed (protocol, url, method, successCodes, timeoutSeconds)
+and the phone to alert. A round runs every check at once, each with its own timeout;
+a check is ``up`` when the answer's status is one of its success codes, ``down``
+otherwise, including a bad URL, a refused connection or a timeout: a check never
+crashes the worker.
+
+The state is written with ``SET ... GET``, which returns the previous state in the same
+command: only the one write that changes the state queues an alert, even with two
+workers, and the first run (no previous state) alerts nobody.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
+
+import redis
+import requests
+
+import senders
+from constants import (
+    UPTIME_CHECK_ID_KEY,
+    UPTIME_CHECK_KEY,
+    UPTIME_CHECKS_KEY,
+    UPTIME_LOG_KEY,
+    UPTIME_LOG_LENGTH,
+    UPTIME_STATE_KEY,
+)
+
+PROTOCOLS = ("http", "https")
+METHODS = ("get", "post", "put", "delete", "head")
+MAX_TIMEOUT_SECONDS = 60
+MAX_CHECKS_AT_ONCE = 32
+UP, DOWN = "up", "down"
+ALERT = "Alert: your check for {method} {protocol}://{url} is now {state}"
+
+
+class InvalidCheck(ValueError):
+    """A check's fields are not usable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    protocol: str
+    url: str  # without the protocol: "example.com/health", as in the seed
+    method: str
+    success_codes: tuple[int, ...]
+    timeout_seconds: float
+    phone: str
+
+    @property
+    def full_url(self) -> str:
+        return f"{self.protocol}://{self.url}"
+
+    def describe(self) -> str:
+        return f"{self.method.upper()} {self.full_url}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    checked_at: float
+    status_code: int | None = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        return str(self.status_code) if self.error is None else self.error
+
+
+def validate(protocol: str, url: str, method: str = "get",
+             success_codes: Iterable[int | str] = (200, 201),
+             timeout_seconds: float | str = 3, phone: str = "", check_id: str = "") -> Check:
+    """A Check from user input, or InvalidCheck. ``url`` may include its protocol."""
+    url = url.strip()
+    if "://" in url:
+        protocol, url = url.split("://", 1)
+    protocol = protocol.strip().lower()
+    if protocol not in PROTOCOLS:
+        raise InvalidCheck(f"protocol must be http or https, not {protocol!r}")
+    if not url or any(c.isspace() for c in url):
+        raise InvalidCheck(f"url must be a host name with an optional path, not {url!r}")
+    try:
+        host = urlsplit(f"{protocol}://{url}").hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise InvalidCheck(f"url has no host name: {url!r}")
+    method = method.strip().lower()
+    if method not in METHODS:
+        raise InvalidCheck(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    try:
+        codes = tuple(sorted({int(code) for code in success_codes}))
+    except (TypeError, ValueError):
+        raise InvalidCheck(f"successCodes must be numbers, not {success_codes!r}") from None
+    if not codes or any(not 100 <= code <= 599 for code in codes):
+        raise InvalidCheck(f"successCodes must be HTTP status codes (100-599), not {codes!r}")
+    try:
+        timeout = float(timeout_seconds)
+    except (TypeError, ValueError):
+        raise InvalidCheck(f"timeoutSeconds must be a number, not {timeout_seconds!r}") from None
+    if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+        raise InvalidCheck(f"timeoutSeconds must be more than 0 and at most "
+                           f"{MAX_TIMEOUT_SECONDS}, not {timeout_seconds!r}")
+    try:
+        phone = senders.e164(phone)
+    except senders.NotificationError as error:
+        raise InvalidCheck(str(error)) from None
+    return Check(check_id, protocol, url, method, codes, timeout, phone)
+
+
+# -- Storage -------------------------------------------------------------------------------
+
+def add_check(connection: redis.Redis, check: Check) -> Check:
+    """Store ``check`` under a new id and return it with that id."""
+    check_id = str(connection.incr(UPTIME_CHECK_ID_KEY))
+    fields = asdict(check) | {"id": check_id}
+    fields["success_codes"] = json.dumps(list(check.success_codes))
+    with connection.pipeline() as pipe:
+        pipe.hset(UPTIME_CHECK_KEY.format(check_id=check_id), mapping=fields)
+        pipe.sadd(UPTIME_CHECKS_KEY, check_id)
+        pipe.execute()
+    return Check(**(asdict(check) | {"id": check_id}))
+
+
+def _from_hash(fields: Mapping[str, str]) -> Check:
+    return Check(id=fields["id"], protocol=fields["protocol"], url=fields["url"],
+                 method=fields["method"],
+                 success_codes=tuple(json.loads(fields["success_codes"])),
+                 timeout_seconds=float(fields["timeout_seconds"]), phone=fields["phone"])
+
+
+def get_check(connection: redis.Redis, check_id: str) -> Check | None:
+    fields = connection.hgetall(UPTIME_CHECK_KEY.format(check_id=check_id))
+    return _from_hash(fields) if fields else None
+
+
+def all_checks(connection: redis.Redis) -> list[Check]:
+    """Every stored check, by id (the seed's ``gatherAllChecks``)."""
+    ids = sorted(connection.smembers(UPTIME_CHECKS_KEY), key=int)
+    with connection.pipeline() as pipe:
+        for check_id in ids:
+            pipe.hgetall(UPTIME_CHECK_KEY.format(check_id=check_id))
+        return [_from_hash(fields) for fields in pipe.execute() if fields]
+
+
+def remove_check(connection: redis.Redis, check_id: str) -> bool:
+    """Forget a check, its state and its log; False if there was no such check."""
+    with connection.pipeline() as pipe:
+        pipe.srem(UPTIME_CHECKS_KEY, check_id)
+        pipe.delete(UPTIME_CHECK_KEY.format(check_id=check_id),
+                    UPTIME_STATE_KEY.format(check_id=check_id),
+                    UPTIME_LOG_KEY.format(check_id=check_id))
+        removed, _ = pipe.execute()
+    return bool(removed)
+
+
+def state_of(connection: redis.Redis, check_id: str) -> str | None:
+    return connection.get(UPTIME_STATE_KEY.format(check_id=check_id))
+
+
+def log_of(connection: redis.Redis, check_id: str) -> list[dict]:
+    """The latest outcomes, newest first."""
+    return [json.loads(line)
+            for line in connection.lrange(UPTIME_LOG_KEY.format(check_id=check_id), 0, -1)]
+
+
+# -- Running -------------------------------------------------------------------------------
+
+def run_check(check: Check, session: requests.Session | None = None) -> Outcome:
+    """Request the check's URL once; never raises.
+
+    The timeout bounds connecting and waiting for the status line; the body is not read.
+    Redirects are not followed: a 301 is up only if 301 is one of the success codes.
+    """
+    checked_at = time.time()
+    try:
+        response = (session or requests).request(
+            check.method.upper(), check.full_url, timeout=check.timeout_seconds,
+            allow_redirects=False, stream=True,
+        )
+    except requests.Timeout:
+        return Outcome(DOWN, checked_at, error=f"timeout after {check.timeout_seconds:g}s")
+    except requests.ConnectionError:
+        return Outcome(DOWN, checked_at, error="connection failed")
+    except Exception as error:  # a bad URL, a bad answer...: down, never a crash
+        return Outcome(DOWN, checked_at, error=type(error).__name__)
+    response.close()
+    state = UP if response.status_code in check.success_codes else DOWN
+    return Outcome(state, checked_at, status_code=response.status_code)
+
+
+def record(connection: redis.Redis, check: Check, outcome: Outcome) -> str | None:
+    """Store the outcome; return the previous state if this outcome changed it."""
+    if not connection.sismember(UPTIME_CHECKS_KEY, check.id):
+        return None  # removed while it ran: write nothing back
+    previous = connection.set(UPTIME_STATE_KEY.format(check_id=check.id), outcome.state,
+                              get=True)
+    log_key = UPTIME_LOG_KEY.format(check_id=check.id)
+    with connection.pipeline() as pipe:
+        pipe.hset(UPTIME_CHECK_KEY.format(check_id=check.id),
+                  mapping={"last_checked": outcome.checked_at})
+        pipe.lpush(log_key, json.dumps(asdict(outcome) | {"previous": previous}))
+        pipe.ltrim(log_key, 0, UPTIME_LOG_LENGTH - 1)
+        pipe.execute()
+    return previous if previous not in (None, outcome.state) else None
+
+
+def alert_message(check: Check, state: str) -> str:
+    return ALERT.format(method=check.method.upper(), protocol=check.protocol, url=check.url,
+                        state=state)
+
+
+def run_round(connection: redis.Redis, rq_connection: redis.Redis,
+              log=print) -> list[tuple[Check, Outcome]]:
+    """Run every check at once, record each outcome and queue an SMS per change of state.
+
+    ``connection`` answers str (the project's client); ``rq_connection`` is the bytes-mode
+    client RQ needs for the SMS queue.
+    """
+    checks = all_checks(connection)
+    if not checks:
+        return []
+    with ThreadPoolExecutor(max_workers=min(MAX_CHECKS_AT_ONCE, len(checks))) as pool:
+        outcomes = list(pool.map(run_check, checks))
+    for check, outcome in zip(checks, outcomes, strict=True):
+        log(f"Check {check.id} {check.describe()} is {outcome.state} ({outcome.describe()})")
+        if record(connection, check, outcome) is not None:
+            message = alert_message(check, outcome.state)
+            job = senders.enqueue_sms(rq_connection, check.phone, message)
+            log(f"Alert queued as job {job.id}: {message}")
+    return list(zip(checks, outcomes, strict=True))
