@@ -13,3 +13,38 @@ RESERVE_SEAT_QUEUE = "reserve_seat"
 
 # Servers (tasks 12 and 13).
 DEFAULT_PORT = 1245
+
+# Task 12: the remaining stock of item N (missing = nothing reserved yet).
+STOCK_KEY = "item.{item_id}"
+
+# Task 13: seats left, whether reservations are open ("1" or "0"), and the live seat servers.
+AVAILABLE_SEATS_KEY = "available_seats"
+RESERVATION_ENABLED_KEY = "reservation_enabled"
+SEAT_SERVERS_KEY = "seat_servers"
+# The ids of the jobs that took a seat in the current sale: a job run twice takes one seat.
+SEAT_JOBS_KEY = "seat_jobs"
+INITIAL_SEATS = 50
+
+# Job events (tasks 6-11): each creator gets a reply stream JOB_EVENTS_PREFIX + a random id.
+JOB_EVENTS_PREFIX = "queuing:job_events:"
+# An abandoned reply stream (its creator was stopped) goes away this long after its last event.
+JOB_EVENTS_TTL_SECONDS = 24 * 60 * 60
+
+# Issue 6: SMS senders, uptime checks, reminders (scripts 101-105).
+SMS_QUEUE = "sms"  # JSON jobs senders.send_sms(phone_number, message)
+REMINDERS_TICK_QUEUE = "reminders_tick"  # RQ cron's tick (RQ cron jobs carry no data)
+UPTIME_CHECK_ID_KEY = "uptime:check_id"
+UPTIME_CHECKS_KEY = "uptime:checks"  # set of check ids
+UPTIME_CHECK_KEY = "uptime:check:{check_id}"  # hash: the check's fields
+UPTIME_STATE_KEY = "uptime:check:{check_id}:state"  # "up" or "down"
+UPTIME_LOG_KEY = "uptime:check:{check_id}:log"  # newest first, JSON lines
+UPTIME_LOG_LENGTH = 20
+DEFAULT_UPTIME_INTERVAL_SECONDS = 60
+REMINDER_ID_KEY = "reminders:reminder_id"
+REMINDERS_KEY = "reminders:all"  # set of reminder ids
+REMINDER_KEY = "reminders:reminder:{reminder_id}"  # hash: message, phones, times
+REMINDER_SENT_KEY = "reminders:sent:{reminder_id}:{slot}"  # SET NX: one send per time slot
+REMINDER_SENT_TTL_SECONDS = 2 * 24 * 60 * 60
+DEFAULT_REMINDER_TIMES = ("09:00", "12:00", "18:00", "22:00")
+# A slot missed by up to this long (scheduler down, worker busy) is still sent, once.
+DEFAULT_REMINDER_GRACE_SECONDS = 10 * 60
