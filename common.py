@@ -33,7 +33,11 @@ EXIT_INTERRUPTED = 130
 EXIT_BAD_CONFIG = 2
 
 
-class InvalidRedisURL(ValueError):
+class ConfigError(ValueError):
+    """A setting from the environment cannot be used; the message names the variable."""
+
+
+class InvalidRedisURL(ConfigError):
     """REDIS_URL cannot be used; the message never repeats the URL (it may hold a password)."""
 
 
@@ -116,12 +120,13 @@ async def wait_until_connected_async(client: redis.asyncio.Redis) -> None:
 
 
 def run(main: Callable[[], int | None]) -> NoReturn:
-    """Run a script's ``main`` and exit: Ctrl-C and a bad REDIS_URL end it without a traceback."""
+    """Run a script's ``main`` and exit: Ctrl-C, a bad setting (exit 2) and a lost server
+    end it without a traceback."""
     try:
         status = main()
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
-    except InvalidRedisURL as error:
+    except ConfigError as error:
         print(error, file=sys.stderr, flush=True)
         status = EXIT_BAD_CONFIG
     except (redis.ConnectionError, redis.TimeoutError) as error:

@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
 
+from common import ConfigError  # common.run ends a script on it with its message, status 2
+
+__all__ = ["ConfigError", "load_env", "positive_number", "timezone"]
+
 ROOT = Path(__file__).resolve().parent
 ENV_FILE = ROOT / ".env"
-
-
-class ConfigError(ValueError):
-    """A setting has a value that cannot be used; the message names the variable."""
 
 
 def load_env(path: Path = ENV_FILE) -> bool:
@@ -50,19 +50,3 @@ def timezone(env: Mapping[str, str] = os.environ) -> tzinfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"REMINDER_TIMEZONE is not a known time zone: {name!r}") from None
-
-
-def run(main) -> None:
-    """:func:`common.run`, and a bad setting ends the script with its message and status 2."""
-    import sys
-
-    import common
-
-    def checked_main():
-        try:
-            return main()
-        except ConfigError as error:
-            print(error, file=sys.stderr, flush=True)
-            return common.EXIT_BAD_CONFIG
-
-    common.run(checked_main)
