@@ -12,6 +12,7 @@ As a command, it runs another command against a throwaway server when no
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -122,6 +124,16 @@ class RedisServer:
         self.close()
 
 
+@contextlib.contextmanager
+def configured_or_throwaway(load: str | None = None) -> Iterator[str]:
+    """``REDIS_URL`` when it is set, else the URL of a throwaway server for the duration."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with RedisServer(load=load) as server:
+        yield server.url
+
+
 def main(argv: list[str]) -> int:
     load = None
     if argv[:1] == ["--load"] and len(argv) > 1:
@@ -132,21 +144,17 @@ def main(argv: list[str]) -> int:
         print("usage: python local_redis.py [--load dump.rdb] [--] COMMAND [ARGS...]",
               file=sys.stderr)
         return 2
-    if os.environ.get("REDIS_URL"):
-        return subprocess.call(argv)
     try:
-        server = RedisServer(load=load).start()
+        with configured_or_throwaway(load) as url:
+            if url != os.environ.get("REDIS_URL"):
+                print(f"(a throwaway redis-server runs on {url} until this command ends)",
+                      file=sys.stderr, flush=True)
+            return subprocess.call(argv, env={**os.environ, "REDIS_URL": url})
     except RedisServerNotFound as error:
         print(error, file=sys.stderr)
         return 2
-    try:
-        print(f"(a throwaway redis-server runs on {server.url} until this command ends)",
-              file=sys.stderr, flush=True)
-        return subprocess.call(argv, env={**os.environ, "REDIS_URL": server.url})
     except KeyboardInterrupt:
         return 130
-    finally:
-        server.close()
 
 
 if __name__ == "__main__":
