@@ -50,12 +50,17 @@ def run_script(name: str, redis_url: str | None, *args: str, timeout: float = 30
 
 
 class Script:
-    """A script running in the background whose output lines can be awaited one by one."""
+    """A script running in the background whose output lines can be awaited one by one.
 
-    def __init__(self, name: str, redis_url: str | None, *args: str, **env: str) -> None:
+    ``argv`` runs another command instead of ``python <name>.py <args>`` (gunicorn, say).
+    """
+
+    def __init__(self, name: str, redis_url: str | None, *args: str,
+                 argv: list[str] | None = None, **env: str) -> None:
         self.name = name
         self.process = subprocess.Popen(
-            [sys.executable, f"{name}.py", *args], cwd=ROOT, env=script_env(redis_url, **env),
+            argv or [sys.executable, f"{name}.py", *args], cwd=ROOT,
+            env=script_env(redis_url, **env),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             text=True, bufsize=1,
         )

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import queue
 import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from local_redis import free_port
-from tests.scripts import ROOT, Script, script_env
+from tests.scripts import Script
 
 START_TIMEOUT = 20.0
 
@@ -25,18 +23,7 @@ class Server(Script):
     def __init__(self, argv: list[str], redis_url: str, port: int | None = None,
                  **env: str) -> None:
         self.port = port or free_port()
-        self.name = " ".join(argv)
-        self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=script_env(redis_url, PORT=str(self.port), **env),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, bufsize=1,
-        )
-        self.lines = []
-        self._queue = queue.Queue()
-        self._stderr = []
-        for stream, put in ((self.process.stdout, self._queue.put),
-                            (self.process.stderr, self._stderr.append)):
-            threading.Thread(target=self._pump, args=(stream, put), daemon=True).start()
+        super().__init__(" ".join(argv), redis_url, argv=argv, PORT=str(self.port), **env)
         self._wait_until_listening()
 
     @classmethod
