@@ -16,7 +16,6 @@ import sys
 from datetime import datetime
 
 import common
-import config
 import uptime
 from constants import UPTIME_CHECK_KEY
 
@@ -40,7 +39,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config.load_env()
     client = common.connect()
     if args.command == "add":
         try:

@@ -9,6 +9,8 @@ This is the seed's ``workers.init``: gather all checks, run them, loop. Each che
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 import time
 
 import redis
@@ -21,28 +23,45 @@ from constants import DEFAULT_UPTIME_INTERVAL_SECONDS
 INTERVAL_ENV = "UPTIME_INTERVAL_SECONDS"
 
 
+def stop_on_signals() -> threading.Event:
+    """Ctrl-C or SIGTERM lets the round in progress finish, then the loop ends (exit 0);
+    a second one stops at once, as for the job processors."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handle)
+    return stop
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the uptime checks in a loop.")
     parser.add_argument("--interval", type=float, help=f"seconds between rounds "
                         f"(default: {INTERVAL_ENV} or {DEFAULT_UPTIME_INTERVAL_SECONDS})")
     parser.add_argument("--once", action="store_true", help="run one round and exit")
     args = parser.parse_args(argv)
-    config.load_env()
     interval = args.interval or config.positive_number(
         INTERVAL_ENV, DEFAULT_UPTIME_INTERVAL_SECONDS)
     client = common.connect()
     rq_client = common.connect(decode_responses=False)
     common.wait_until_connected(client)
-    common.log(f"Uptime worker started: a round every {interval:g}s")
-    while True:
+    if not args.once:
+        common.log(f"Uptime worker started: a round every {interval:g}s")
+    stop = stop_on_signals()
+    while not stop.is_set():
         started = time.monotonic()
         try:
             uptime.run_round(client, rq_client, log=common.log)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             common.log(common.not_connected_line(error))  # try again next round
         if args.once:
-            return 0
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            break
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    return 0
 
 
 if __name__ == "__main__":

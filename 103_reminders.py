@@ -38,7 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config.load_env()
     tz = config.timezone()
     client = common.connect()
     if args.command == "add":

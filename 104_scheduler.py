@@ -50,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Queue the reminders' tick with RQ's cron.")
     parser.add_argument("--every", type=int, help="tick every N seconds, not every minute")
     args = parser.parse_args(argv)
-    config.load_env()
     every = args.every or int(config.positive_number(TICK_ENV, 0)) or None  # None: cron
     config.timezone()  # a bad REMINDER_TIMEZONE stops us here, not in every tick
     connection = common.connect(decode_responses=False)  # RQ wants bytes

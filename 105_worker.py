@@ -17,7 +17,6 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 import common
-import config
 from constants import REMINDERS_TICK_QUEUE, SMS_QUEUE
 from jobs import json_queue
 
@@ -27,7 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick", action="store_true", help="work the reminders' tick queue")
     parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     args = parser.parse_args(argv)
-    config.load_env()
     connection = common.connect(decode_responses=False)  # RQ wants bytes
     common.wait_until_connected(connection)
     if args.tick:

@@ -12,14 +12,19 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import redis
 import redis.asyncio
+from dotenv import load_dotenv
 
 from constants import DEFAULT_REDIS_URL
 
 REDIS_URL_ENV = "REDIS_URL"
+# The .env file scripts read at start (default: .env beside them; empty: none).
+ENV_FILE_ENV = "ENV_FILE"
+DEFAULT_ENV_FILE = Path(__file__).resolve().parent / ".env"
 
 CONNECTED = "Redis client connected to the server"
 NOT_CONNECTED = "Redis client not connected to the server: {error}"
@@ -52,6 +57,17 @@ def redis_print(reply: object) -> None:
     redis-py turns the server's ``OK`` status reply into ``True``; print what the server said.
     """
     log(f"Reply: {'OK' if reply is True else reply}")
+
+
+def load_env(path: Path | str | None = None) -> bool:
+    """Read a ``.env`` file into os.environ if there is one; variables already set win.
+
+    12-factor: configuration lives in the environment, and ``.env`` only fills it in for
+    development, as honcho does. True if a file was read.
+    """
+    if path is None:
+        path = os.environ.get(ENV_FILE_ENV, DEFAULT_ENV_FILE)
+    return bool(path) and Path(path).is_file() and load_dotenv(path, override=False)
 
 
 def redis_url() -> str:
@@ -120,9 +136,10 @@ async def wait_until_connected_async(client: redis.asyncio.Redis) -> None:
 
 
 def run(main: Callable[[], int | None]) -> NoReturn:
-    """Run a script's ``main`` and exit: Ctrl-C, a bad setting (exit 2) and a lost server
-    end it without a traceback."""
+    """Run a script's ``main`` with ``.env`` read, and exit: Ctrl-C, a bad setting (exit 2)
+    and a lost server end it without a traceback."""
     try:
+        load_env()
         status = main()
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED

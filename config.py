@@ -10,22 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import tzinfo
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import load_dotenv
-
-from common import ConfigError  # common.run ends a script on it with its message, status 2
+# common.run reads .env before a script starts, and ends it on a ConfigError (status 2).
+from common import ConfigError, load_env
 
 __all__ = ["ConfigError", "load_env", "positive_number", "timezone"]
 
-ROOT = Path(__file__).resolve().parent
-ENV_FILE = ROOT / ".env"
-
-
-def load_env(path: Path = ENV_FILE) -> bool:
-    """Read ``path`` into os.environ if it exists (existing variables win)."""
-    return path.exists() and load_dotenv(path, override=False)
 
 
 def positive_number(name: str, default: float, env: Mapping[str, str] = os.environ) -> float:

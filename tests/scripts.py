@@ -31,9 +31,11 @@ def script_env(redis_url: str | None, **extra: str) -> dict[str, str]:
     """The environment a learner's terminal has, pointed at ``redis_url``.
 
     PYTHONUNBUFFERED is removed on purpose: our machines set it, and it hides scripts
-    whose output would sit in a buffer when stdout is a pipe.
+    whose output would sit in a buffer when stdout is a pipe. A developer's .env is not
+    read (ENV_FILE empty): its Twilio credentials must never reach a test.
     """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "REDIS_URL")}
+    env["ENV_FILE"] = ""
     if redis_url is not None:
         env["REDIS_URL"] = redis_url
     env.update(extra)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 import config
+from local_redis import free_port
+from tests.scripts import ROOT, Script
 
 
 def test_env_file_fills_in_but_never_overrides(tmp_path, monkeypatch):
@@ -35,8 +37,23 @@ def test_positive_number_refuses(raw):
 
 
 def test_env_example_lists_every_variable():
-    example = (config.ROOT / ".env.example").read_text()
-    for name in ("REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER",
-                 "TWILIO_API_BASE_URL", "REMINDER_TIMEZONE", "REMINDER_GRACE_SECONDS",
-                 "REMINDER_TICK_SECONDS", "UPTIME_INTERVAL_SECONDS", "HOST", "PORT"):
+    example = (ROOT / ".env.example").read_text()
+    for name in ("REDIS_URL", "RQ_VERBOSE", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                 "TWILIO_FROM_NUMBER", "TWILIO_API_BASE_URL", "REMINDER_TIMEZONE",
+                 "REMINDER_GRACE_SECONDS", "REMINDER_TICK_SECONDS", "UPTIME_INTERVAL_SECONDS",
+                 "HOST", "PORT"):
         assert name in example, name
+
+
+def test_course_scripts_read_redis_url_from_env_file(tmp_path):
+    # A port nobody listens on: the script must try it, not its default localhost:6379.
+    port = free_port()
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"REDIS_URL=redis://127.0.0.1:{port}\n")
+    script = Script("0_redis_client", None, ENV_FILE=str(env_file))
+    try:
+        line = script.read_line()
+        assert line.startswith("Redis client not connected to the server:")
+        assert f":{port}" in line
+    finally:
+        script.kill()

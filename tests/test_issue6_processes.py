@@ -91,13 +91,13 @@ def test_uptime_worker_alerts_once_each_way_and_the_worker_prints_it(redis_url, 
     run_script("101_uptime_checks", redis_url, "add", site.url, "--phone", "4153518780",
                "--timeout", "1")
     first = run_script("102_uptime_worker", redis_url, "--once")
-    assert first.stdout.splitlines()[2:] == [f"Check 1 GET {site.url} is up (200)"]
+    assert first.stdout.splitlines()[1:] == [f"Check 1 GET {site.url} is up (200)"]
     site.stop()
-    down = run_script("102_uptime_worker", redis_url, "--once").stdout.splitlines()[2:]
+    down = run_script("102_uptime_worker", redis_url, "--once").stdout.splitlines()[1:]
     assert down[0] == f"Check 1 GET {site.url} is down (connection failed)"
     assert down[1].endswith(f": Alert: your check for GET {site.url} is now down")
     assert len(down) == 2
-    again = run_script("102_uptime_worker", redis_url, "--once").stdout.splitlines()[2:]
+    again = run_script("102_uptime_worker", redis_url, "--once").stdout.splitlines()[1:]
     assert len(again) == 1  # still down: no second alert
     sent = run_script("105_worker", redis_url, "--burst", **NO_TWILIO)
     assert sent.returncode == 0, sent.stderr
@@ -203,8 +203,12 @@ def test_honcho_starts_the_procfile_and_alerts_flow_to_twilio(redis_url, site, t
 def test_ctrl_c_stops_the_uptime_worker_and_the_scheduler_cleanly(redis_url):
     worker = Script("102_uptime_worker", redis_url, "--interval", "1")
     worker.wait_for("Uptime worker started: a round every 1s")
-    assert worker.interrupt() == 130
+    assert worker.interrupt() == 0  # the round in progress ends, then the loop
     assert "Traceback" not in worker.stderr
+    terminated = Script("102_uptime_worker", redis_url, "--interval", "1")
+    terminated.wait_for("Uptime worker started: a round every 1s")
+    terminated.process.terminate()
+    assert terminated.finish() == 0
     scheduler = Script("104_scheduler", redis_url)
     scheduler.wait_for("Scheduler started: reminders tick every minute")
     assert scheduler.interrupt() == 0
