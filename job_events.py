@@ -27,6 +27,7 @@ from rq import Callback, Queue, get_current_job
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 
+import common
 from constants import JOB_EVENTS_PREFIX, JOB_EVENTS_TTL_SECONDS
 
 REPLY_TO = "reply_to"  # the job meta field naming the creator's stream
@@ -158,7 +159,14 @@ def follow(connection: redis.Redis, stream: str, job_ids: Iterable[str],
     pending = set(job_ids)
     last_id = "0"
     while pending:
-        reply = connection.xread({stream: last_id}, count=READ_COUNT, block=block_ms)
+        try:
+            reply = connection.xread({stream: last_id}, count=READ_COUNT, block=block_ms)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            # Redis went away (a restart): say so in the course's words, wait for it, and
+            # read on from the last event heard; the stream is in Redis, nothing is missed.
+            common.log(common.not_connected_line(error))
+            common.wait_until_connected(connection)
+            continue
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 last_id = entry_id

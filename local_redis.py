@@ -22,7 +22,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -56,13 +58,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS redis-server: its certificate, its key, the CA that signed it."""
+
+    cert: str
+    key: str
+    ca_cert: str
+
+
 class RedisServer:
     """One redis-server process with its own port and data folder."""
 
     def __init__(self, *args: str, binary: str | None = None, port: int | None = None,
-                 data_dir: str | None = None, load: str | None = None) -> None:
-        """``args`` go to redis-server; ``load`` is an RDB file to start with (a copy is used)."""
+                 data_dir: str | None = None, load: str | None = None,
+                 password: str | None = None, tls: TlsFiles | None = None) -> None:
+        """``args`` go to redis-server; ``load`` is an RDB file to start with (a copy is used);
+        ``password`` is its ``requirepass``; with ``tls`` it serves TLS only, on ``port``."""
         self.binary = binary or find_redis_server()
+        self.password = password
+        self.tls = tls
         self.port = port or free_port()
         self.args = args
         self._own_dir = data_dir is None
@@ -73,17 +88,30 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        """What REDIS_URL should be to reach it (with the password and CA, if any)."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        if self.tls:
+            return (f"rediss://{auth}127.0.0.1:{self.port}"
+                    f"?ssl_ca_certs={quote(self.tls.ca_cert)}&ssl_cert_reqs=required")
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    def _listen_args(self) -> list[str]:
+        security = ["--requirepass", self.password] if self.password else []
+        if not self.tls:
+            return ["--port", str(self.port), *security]
+        return ["--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", self.tls.cert, "--tls-key-file", self.tls.key,
+                "--tls-ca-cert-file", self.tls.ca_cert, "--tls-auth-clients", "no", *security]
 
     def start(self) -> RedisServer:
         """Start (or restart, same port and data) and wait until it answers PING."""
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+        command = [self.binary, *self._listen_args(), "--bind", "127.0.0.1",
                    "--dir", self.data_dir, "--dbfilename", "dump.rdb",
                    "--save", "", "--appendonly", "no",
                    "--daemonize", "no", "--logfile", "redis.log", *self.args]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             try:

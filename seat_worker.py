@@ -12,19 +12,19 @@ import threading
 import time
 
 import redis
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
 import common
 from constants import RESERVE_SEAT_QUEUE
+from recovery import RecoveringWorker
 
 RESTART_SECONDS = 1.0
 # RQ blocks up to worker_ttl - 15 = 405 s per dequeue (and would raise a shorter timeout to 415).
 DEQUEUE_SOCKET_TIMEOUT = 420
 
 
-class SeatWorker(SimpleWorker):
+class SeatWorker(RecoveringWorker):
     death_penalty_class = TimerDeathPenalty
     max_connection_wait_time = 2.0  # retry a lost Redis every 2 s, not up to 60 s
 

@@ -15,20 +15,31 @@ from rq import Callback, get_current_job
 import common
 import jobs
 import web
-from constants import AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY, RESERVE_SEAT_QUEUE
+from constants import (
+    AVAILABLE_SEATS_KEY,
+    RESERVATION_ENABLED_KEY,
+    RESERVE_SEAT_QUEUE,
+    SEAT_JOBS_KEY,
+)
 from seat_sale import Sale
 from seat_worker import Processor, worker_connection
 
 NOT_ENOUGH_SEATS = "Not enough seats available"
 
-# KEYS: available_seats, reservation_enabled. Returns the seats left, or -1 if none was.
+# KEYS: available_seats, reservation_enabled, seat_jobs. ARGV: the job's id.
+# Returns the seats left, or -1 if none was. A job that already took its seat (it runs
+# again after its worker died: recovery.py) takes no other and gets the seats left.
 TAKE_SEAT = """
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then
+  return tonumber(redis.call('GET', KEYS[1]) or '0')
+end
 local left = tonumber(redis.call('GET', KEYS[1]) or '0')
 if left < 1 then
   redis.call('SET', KEYS[2], '0')
   return -1
 end
 redis.call('SET', KEYS[1], left - 1)
+redis.call('SADD', KEYS[3], ARGV[1])
 if left == 1 then redis.call('SET', KEYS[2], '0') end
 return left - 1
 """
@@ -54,9 +65,13 @@ def reservations_enabled(client: redis.Redis) -> bool:
 
 
 def take_seat() -> int:
-    """The ``reserve_seat`` job: take one seat or fail with "Not enough seats available"."""
-    left = get_current_job().connection.eval(TAKE_SEAT, 2, AVAILABLE_SEATS_KEY,
-                                             RESERVATION_ENABLED_KEY)
+    """The ``reserve_seat`` job: take one seat or fail with "Not enough seats available".
+
+    Safe to run twice: a job takes at most one seat, however often it runs.
+    """
+    job = get_current_job()
+    left = job.connection.eval(TAKE_SEAT, 3, AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY,
+                               SEAT_JOBS_KEY, job.id)
     if int(left) < 0:
         raise NotEnoughSeats
     return int(left)

@@ -56,14 +56,28 @@ def _server_error(error: InternalServerError) -> Response:
     return json_response({"status": "Internal Server Error"}, 500)
 
 
+class JsonFlask(Flask):
+    """Flask, whose automatic answer to OPTIONS is JSON too (Flask's is an empty HTML page)."""
+
+    def make_default_options_response(self) -> Response:
+        allow = super().make_default_options_response().headers.get("Allow", "")
+        response = json_response({"allow": [method.strip() for method in allow.split(",")
+                                            if method.strip()]})
+        response.headers["Allow"] = allow
+        return response
+
+
 def new_app(import_name: str) -> Flask:
     """A Flask app whose every error is JSON (404, 405, 503 when Redis is down, 500).
 
     Debug mode stays off even with FLASK_DEBUG=1 in the environment: in debug mode
     Flask lets exceptions through, and clients would get a traceback page.
     """
-    app = Flask(import_name)
+    app = JsonFlask(import_name)
     app.debug = False
+    # Werkzeug answers /list_products//1 with an HTML redirect to /list_products/1: a 404
+    # (JSON) instead, as for any other path that is not a route.
+    app.url_map.merge_slashes = False
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InternalServerError, _server_error)
     app.register_error_handler(redis.ConnectionError, _redis_down)

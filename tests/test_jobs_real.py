@@ -277,9 +277,11 @@ def test_rq_verbose_brings_back_rqs_logs(redis_url, connection):
     processor = start_processor("6_job_processor", redis_url, connection, workers=1,
                                 RQ_VERBOSE="1")
     try:
+        # Its first maintenance (recovery.py) comes before it listens: wait for the line.
+        while not (processor.read_line() or "").endswith(
+                "*** Listening on push_notification_code..."):
+            assert processor.process.poll() is None, processor.lines
         assert processor.interrupt() == 0
-        assert any(line.endswith("*** Listening on push_notification_code...")
-                   for line in processor.lines)
     finally:
         processor.kill()
 

@@ -1,0 +1,198 @@
+"""Issue 7, worker crashes: a processor SIGKILLed in the middle of a batch loses no job,
+and a job run twice takes one seat (recovery.py, seats.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from collections import Counter
+
+import pytest
+from rq import Worker
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+import jobs
+import recovery
+import seats
+from constants import AVAILABLE_SEATS_KEY, PUSH_NOTIFICATION_QUEUE_2, RESERVE_SEAT_QUEUE
+from job_events import COMPLETED, FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
+from notifications import BLACKLISTED_NUMBERS, push_tracked_notification
+from tests import fault_jobs
+from tests.scripts import Script
+from tests.test_jobs_real import start_processor, wait_until
+
+BATCH = 1_000
+HELD = (450, 451)  # these jobs wait for the gate: each worker is in the middle of one
+
+
+@pytest.fixture
+def connection(redis_url):
+    client = jobs.rq_connection(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    yield client
+    client.close()
+
+
+def batch_data() -> list[dict[str, str]]:
+    """1,000 notifications; every 100th goes to a blacklisted number and must fail."""
+    return [{"phoneNumber": BLACKLISTED_NUMBERS[0] if n % 100 == 0 else f"41550{n:05d}",
+             "message": f"This is the code {n} to verify your account"} for n in range(BATCH)]
+
+
+def kill_processor(processor: Script, connection) -> None:
+    """SIGKILL the processor and its workers, as the OOM killer or a lost machine would:
+    nothing of theirs runs afterwards, and they deregister nothing."""
+    pids = [worker.pid for worker in Worker.all(connection=connection)]
+    processor.process.kill()
+    processor.process.wait()
+    for pid in pids:
+        if pid and recovery.process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(recovery.process_alive(pid) for pid in pids if pid),
+               "the workers gone")
+
+
+def test_a_processor_killed_mid_batch_loses_no_job(redis_url, connection):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    data = batch_data()
+    processor = start_processor("7_job_processor", redis_url, connection, workers=2)
+    restarted = None
+    try:
+        with JobBatch(queue) as batch:
+            for number, item in enumerate(data):
+                func = fault_jobs.held_notification if number in HELD else \
+                    push_tracked_notification
+                batch.add(func, item, job_id=jobs.next_job_id(connection))
+            started = StartedJobRegistry(queue=queue)
+            held = sorted(batch.job_ids[n] for n in HELD)
+            wait_until(lambda: sorted(started.get_job_ids(cleanup=False)) == held,
+                       "both workers in the middle of a held job")
+            kill_processor(processor, connection)
+            killed = started.get_job_ids(cleanup=False)
+            assert sorted(killed) == held
+            assert len(queue) > 0  # the batch was cut in the middle
+
+            connection.set(fault_jobs.GATE_KEY, 1)
+            restarted = start_processor("7_job_processor", redis_url, connection, workers=2)
+            # Bounded: RQ records a job just after its callback wrote the final event.
+            wait_until(lambda: FinishedJobRegistry(queue=queue).count
+                       + FailedJobRegistry(queue=queue).count == BATCH, "every job recorded",
+                       timeout=60)
+            finals = [event for event in batch.events() if event.is_final]
+
+        # The creator heard one final event per job: each completed, or failed saying why.
+        assert Counter(event.job_id for event in finals) == Counter(batch.job_ids)
+        outcome = {event.job_id: (event.kind, event.error) for event in finals}
+        for job_id, item in zip(batch.job_ids, data, strict=True):
+            if item["phoneNumber"] in BLACKLISTED_NUMBERS:
+                assert outcome[job_id] == (FAILED, f"Phone number {item['phoneNumber']} "
+                                                   "is blacklisted")
+            else:
+                assert outcome[job_id] == (COMPLETED, "")
+        # Redis agrees: nothing is left started or queued, nothing vanished.
+        assert started.get_job_ids(cleanup=False) == []
+        assert len(queue) == 0
+        for job_id in killed:  # the killed jobs ran again, once
+            job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+            assert job.get_status() == "finished"
+            assert job.meta[recovery.ABANDONED_RUNS] == 1
+        print(f"crash: {BATCH} jobs, killed mid-run {len(killed)}, recovered {len(killed)}, "
+              f"lost 0, completed {sum(k == COMPLETED for k, _ in outcome.values())}, "
+              f"failed {sum(k == FAILED for k, _ in outcome.values())}")  # pytest -rP
+    finally:
+        processor.kill()
+        if restarted is not None:
+            kill_processor(restarted, connection)
+
+
+# --- Recovery, piece by piece, with a worker that is known dead ---------------------------
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def fake_worker(connection, name: str, pid: int, hostname: str | None = None) -> None:
+    """The hash RQ keeps for a worker, as a SIGKILLed one leaves it."""
+    connection.hset(Worker.redis_worker_namespace_prefix + name,
+                    mapping={"hostname": hostname or socket.gethostname(), "pid": pid})
+
+
+def start_on_dead_worker(queue, connection, worker_name: str) -> Job:
+    """Dequeue one job and mark it started by ``worker_name``, as RQ does, then stop."""
+    worker = recovery.RecoveringWorker([queue], connection=connection, serializer=JSONSerializer,
+                                       name=worker_name)
+    job, _queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job, remove_from_intermediate_queue=True)
+    return job
+
+
+def test_a_job_of_a_dead_worker_goes_back_to_the_front_of_its_queue(connection):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
+    other = queue.enqueue(push_tracked_notification, {"phoneNumber": "2", "message": "m"})
+    start_on_dead_worker(queue, connection, "dead")
+    fake_worker(connection, "dead", dead_pid())
+    assert recovery.recover(queue).requeued == [job.id]
+    assert queue.get_job_ids() == [job.id, other.id]
+    assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == []
+
+
+@pytest.mark.parametrize("alive", ["pid", "host"])
+def test_a_job_of_a_live_or_unknown_worker_is_left_alone(connection, alive):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
+    start_on_dead_worker(queue, connection, "busy")
+    if alive == "pid":
+        fake_worker(connection, "busy", os.getpid())
+    else:
+        fake_worker(connection, "busy", dead_pid(), hostname="another-machine")
+    assert recovery.recover(queue).requeued == []
+    assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == [job.id]
+
+
+def test_a_job_that_keeps_killing_its_worker_fails_with_a_reason(connection):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        job = batch.add(push_tracked_notification, {"phoneNumber": "1", "message": "m"},
+                        job_id="crasher")
+        for run in range(1, recovery.MAX_ABANDONED_RUNS + 1):
+            assert queue.get_job_ids() == [job.id]  # back in the queue each time
+            start_on_dead_worker(queue, connection, f"dead-{run}")
+            fake_worker(connection, f"dead-{run}", dead_pid())
+            recovery.recover(queue)
+        assert job.get_status(refresh=True) == "failed"
+        [event] = batch.events(block_ms=1000)
+        assert (event.kind, event.error) == (FAILED,
+                                             "the worker running it stopped before it ended")
+
+
+def test_a_job_a_dead_worker_took_but_never_started_goes_back(connection):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
+    connection.lmove(queue.key, queue.intermediate_queue_key)  # RQ's dequeue, then death
+    assert queue.get_job_ids() == []
+    assert recovery.recover(queue).requeued == [job.id]
+    assert queue.get_job_ids() == [job.id]
+    assert queue.intermediate_queue.get_job_ids() == []
+
+
+# --- The seat job is safe to run twice ---------------------------------------------------
+
+def test_a_seat_job_run_twice_takes_one_seat(connection, real_redis):
+    seats.reserve_seat(real_redis, 50)
+    queue = jobs.json_queue(RESERVE_SEAT_QUEUE, connection)
+    job = queue.enqueue(seats.take_seat, job_id="7")
+    for run in range(2):
+        if run:
+            queue.enqueue_job(job)  # what recovery does when the worker died after the seat
+        recovery.RecoveringWorker([queue], connection=connection,
+                                  serializer=JSONSerializer).work(burst=True)
+        assert job.get_status(refresh=True) == "finished"
+        assert real_redis.get(AVAILABLE_SEATS_KEY) == "49"

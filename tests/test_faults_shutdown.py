@@ -1,0 +1,74 @@
+"""Issue 7, graceful shutdown: a stop signal lets running jobs end within a bounded
+wait, deregisters the workers and exits 0; a second signal stops at once (workers.py)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from rq import Worker
+from rq.registry import StartedJobRegistry
+
+import jobs
+from constants import PUSH_NOTIFICATION_QUEUE_2
+from job_events import FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
+from tests.test_faults_crash import kill_processor
+from tests.test_jobs_real import start_processor, wait_until
+
+COLD = "its worker was stopped while running it (cold shutdown)"
+LONG_JOB_SECONDS = 120  # far longer than any failure timeout below
+
+
+@pytest.fixture
+def connection(redis_url):
+    client = jobs.rq_connection(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    yield client
+    client.close()
+
+
+def start_long_jobs(redis_url, connection, batch: JobBatch, **env: str):
+    processor = start_processor("7_job_processor", redis_url, connection, workers=2, **env)
+    long_jobs = [batch.add("time.sleep", LONG_JOB_SECONDS, job_id=f"long-{n}")
+                 for n in range(2)]
+    wait_until(lambda: all(job.get_status(refresh=True) == "started" for job in long_jobs),
+               "both workers busy")
+    return processor, long_jobs
+
+
+def assert_stopped_cleanly(processor, connection, batch: JobBatch, queue) -> None:
+    """Exit 0 well before the jobs would have ended; both jobs failed and their creator
+    heard why; no worker left in `rq info`, no job left started."""
+    assert processor.finish(timeout=20) == 0
+    assert "Traceback" not in processor.stderr
+    assert Worker.count(connection=connection) == 0
+    assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == []
+    events = [event for event in batch.events(block_ms=1000) if event.is_final]
+    assert sorted((event.job_id, event.kind, event.error) for event in events) == [
+        ("long-0", FAILED, COLD), ("long-1", FAILED, COLD)]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_job_longer_than_the_grace_is_stopped_and_reported(redis_url, connection, stop):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        processor, _jobs = start_long_jobs(redis_url, connection, batch,
+                                           WORKER_SHUTDOWN_GRACE="2")
+        try:
+            processor.process.send_signal(stop)
+            assert_stopped_cleanly(processor, connection, batch, queue)
+        finally:
+            kill_processor(processor, connection)  # and its workers, if the test failed
+
+
+def test_a_second_signal_stops_at_once(redis_url, connection):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        processor, _jobs = start_long_jobs(redis_url, connection, batch)  # grace: 30 s
+        try:
+            processor.process.send_signal(signal.SIGTERM)
+            time.sleep(1.2)  # RQ takes a second signal within 1 s for a copy of the first
+            processor.process.send_signal(signal.SIGTERM)
+            assert_stopped_cleanly(processor, connection, batch, queue)
+        finally:
+            kill_processor(processor, connection)  # and its workers, if the test failed
