@@ -15,7 +15,7 @@ import redis
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-import common
+import jobs
 from constants import RESERVE_SEAT_QUEUE
 from recovery import RecoveringWorker
 
@@ -37,8 +37,8 @@ class SeatWorker(RecoveringWorker):
 
 def worker_connection(url: str | None = None) -> redis.Redis:
     """A bytes-mode client (RQ needs one) whose blocking dequeue may wait for minutes."""
-    return redis.Redis.from_url(url or common.redis_url(), socket_timeout=DEQUEUE_SOCKET_TIMEOUT,
-                                socket_connect_timeout=2)
+    return jobs.rq_connection(url, socket_timeout=DEQUEUE_SOCKET_TIMEOUT,
+                              socket_connect_timeout=2)
 
 
 class Processor:
