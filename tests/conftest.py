@@ -73,3 +73,12 @@ def redis_server():
         _no_real_redis(str(error))
     yield server
     server.close()
+
+
+@pytest.fixture
+def running() -> list:
+    """Servers a test starts (tests.servers.Server): each is killed when the test ends."""
+    servers: list = []
+    yield servers
+    for server in servers:
+        server.kill()

@@ -7,8 +7,6 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from constants import SEAT_JOBS_KEY
 from tests.servers import Server, hammer
 from tests.test_servers_real import BLOCKED, sell_out, start
@@ -16,14 +14,6 @@ from tests.test_servers_real import BLOCKED, sell_out, start
 BURST = 10_000
 WARM_UP = 2_000  # sells out the 50 seats; memory is measured after it, then at the end
 MAX_GROWTH_KB = 8 * 1024  # per process, over the 8,000 requests after the warm-up
-
-
-@pytest.fixture
-def running():
-    servers: list[Server] = []
-    yield servers
-    for server in servers:
-        server.kill()
 
 
 def process_tree(pid: int) -> list[int]:

@@ -20,14 +20,6 @@ IN_PROCESS = b'{"status":"Reservation in process"}'
 BLOCKED = b'{"status":"Reservation are blocked"}'
 
 
-@pytest.fixture
-def running():
-    servers: list[Server] = []
-    yield servers
-    for server in servers:
-        server.kill()
-
-
 def start(running, server: Server) -> Server:
     running.append(server)
     return server
