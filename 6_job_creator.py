@@ -19,6 +19,7 @@ JOB_DATA = {
 
 def main() -> None:
     connection = jobs.rq_connection(socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection)
     with JobBatch(queue) as batch:
         notifications.create_notification_jobs(batch, [JOB_DATA], notifications.push_notification)

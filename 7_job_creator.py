@@ -32,6 +32,7 @@ event_line = partial(notifications.lifecycle_line, id_prefix="#")
 
 def main() -> None:
     connection = jobs.rq_connection(socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     with JobBatch(queue) as batch:
         notifications.create_notification_jobs(

@@ -50,6 +50,7 @@ def print_job_events(batch: JobBatch) -> None:
 
 def main() -> None:
     connection = jobs.rq_connection(socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_3, connection)
     job_list = [
         {"phoneNumber": "4153518780", "message": "This is the code 1234 to verify your account"},

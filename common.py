@@ -108,17 +108,25 @@ def not_connected_line(error: BaseException) -> str:
 
 def wait_until_connected(client: redis.Redis | redis.client.PubSub,
                          check: Callable[[], object] | None = None,
-                         sleep: Callable[[float], None] = time.sleep) -> None:
+                         sleep: Callable[[float], None] = time.sleep,
+                         quiet: bool = False) -> None:
     """Run ``check`` (default: the client's PING) until the server answers, logging each
-    failure, then log the connected line (node_redis logs it again on every reconnection)."""
+    failure, then log the connected line (node_redis logs it again on every reconnection).
+
+    ``quiet``: log the connected line only after a failure, for the scripts whose course
+    output has none (the job creators and processors).
+    """
+    failed = False
     for delay in retry_delays():
         try:
             (check or client.ping)()
         except (redis.ConnectionError, redis.TimeoutError) as error:
             log(not_connected_line(error))
+            failed = True
             sleep(delay)
         else:
-            log(CONNECTED)
+            if failed or not quiet:
+                log(CONNECTED)
             return
 
 

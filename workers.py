@@ -169,6 +169,9 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None) -> int:
     """Run ``count`` workers on ``queue_name`` (in this process when there is one) until
     Ctrl-C or SIGTERM; return 0, or 1 when a worker could not run."""
     shutdown_grace()  # a bad setting ends the processor now, not at Ctrl-C
+    waiting = jobs.rq_connection(url)
+    common.wait_until_connected(waiting, quiet=True)  # started before Redis: wait for it
+    waiting.close()
     if count == 1:
         return work(queue_name, url)  # its worker's first maintenance recovers
     try:

@@ -111,3 +111,13 @@ def test_run_exits_with_mains_status():
     with pytest.raises(SystemExit) as exited:
         common.run(lambda: None)
     assert exited.value.code == 0
+
+
+def test_quiet_wait_says_connected_only_after_a_failure(capsys):
+    common.wait_until_connected(FlakyClient(0), quiet=True, sleep=lambda _: None)
+    assert capsys.readouterr().out == ""
+    common.wait_until_connected(FlakyClient(1), quiet=True, sleep=lambda _: None)
+    assert capsys.readouterr().out.splitlines() == [
+        f"Redis client not connected to the server: {REFUSED}",
+        "Redis client connected to the server",
+    ]
