@@ -15,12 +15,7 @@ import pytest
 import redis
 
 from local_redis import RedisServer, RedisServerNotFound
-
-
-def _no_real_redis(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI needs a real Redis for these tests: {reason}")
-    pytest.skip(reason)
+from tests.scripts import skip_unless_ci
 
 
 @pytest.fixture
@@ -43,7 +38,7 @@ def _session_redis_url():
     try:
         server = RedisServer().start()
     except (RedisServerNotFound, RuntimeError) as error:
-        _no_real_redis(str(error))
+        skip_unless_ci(str(error))
     yield server.url
     server.close()
 
@@ -70,7 +65,7 @@ def redis_server():
     try:
         server = RedisServer()
     except RedisServerNotFound as error:
-        _no_real_redis(str(error))
+        skip_unless_ci(str(error))
     yield server
     server.close()
 

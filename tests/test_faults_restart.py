@@ -10,7 +10,6 @@ import os
 import signal
 from collections import Counter
 
-import pytest
 from rq import Worker
 
 import jobs
@@ -19,7 +18,7 @@ from constants import PUSH_NOTIFICATION_QUEUE_2
 from local_redis import RedisServer, RedisServerNotFound
 from recovery import process_alive
 from tests import fault_jobs
-from tests.scripts import Script, run_script
+from tests.scripts import Script, run_script, skip_unless_ci
 from tests.servers import Server
 from tests.test_jobs_real import assert_course_7_output, wait_until
 
@@ -48,7 +47,7 @@ def test_a_redis_restart_loses_nothing_and_everyone_carries_on(tmp_path):
     try:
         server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
     except RedisServerNotFound as error:
-        pytest.skip(str(error))
+        skip_unless_ci(str(error))
     url, gate = server.url, tmp_path / "gate"
     connection = jobs.rq_connection(url)
     running: list[Script] = []

@@ -19,7 +19,7 @@ from rq.registry import FailedJobRegistry
 import jobs
 from constants import PUSH_NOTIFICATION_QUEUE
 from local_redis import RedisServer, RedisServerNotFound, TlsFiles
-from tests.scripts import Script, run_script
+from tests.scripts import Script, run_script, skip_unless_ci
 from tests.servers import Server
 from tests.test_jobs_real import start_processor, wait_until
 
@@ -78,7 +78,7 @@ def openssl(*args: str, cwd: Path) -> None:
 def tls_files(tmp_path_factory) -> TlsFiles:
     """A CA and a certificate for 127.0.0.1 it signed, made for this test run."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+        skip_unless_ci("openssl is not installed")
     folder = tmp_path_factory.mktemp("tls")
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
             "/CN=test CA", "-keyout", "ca.key", "-out", "ca.crt", cwd=folder)
@@ -96,7 +96,7 @@ def secured_server(tls: TlsFiles | None) -> RedisServer:
     try:
         return RedisServer(password=PASSWORD, tls=tls).start()
     except RedisServerNotFound as error:
-        pytest.skip(str(error))
+        skip_unless_ci(str(error))
 
 
 @pytest.mark.parametrize("use_tls", [False, True], ids=["password", "password+tls"])

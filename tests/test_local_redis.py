@@ -42,3 +42,14 @@ def test_restart_keeps_port_and_answers_again(redis_server):
         redis.Redis(port=redis_server.port).ping()
     redis_server.start()
     assert redis.Redis(port=redis_server.port).ping()
+
+
+def test_a_missing_redis_server_skips_here_and_fails_in_ci(monkeypatch):
+    from tests.scripts import skip_unless_ci
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI needs this test to run"):
+        skip_unless_ci("no redis-server found")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        skip_unless_ci("no redis-server found")
