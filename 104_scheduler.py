@@ -24,6 +24,7 @@ from rq.cron import CronScheduler
 import common
 import config
 import reminders
+import workers
 from constants import REMINDERS_TICK_QUEUE
 
 EVERY_MINUTE = "* * * * *"
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     config.timezone()  # a bad REMINDER_TIMEZONE stops us here, not in every tick
     connection = common.connect(decode_responses=False)  # RQ wants bytes
     common.wait_until_connected(connection)
-    scheduler = CronScheduler(connection=connection)
+    workers.configure_logging()  # RQ's chatter only with RQ_VERBOSE=1, as the processors
+    scheduler = CronScheduler(connection=connection, logging_level=workers.logging_level())
     when = {"interval": every} if every else {"cron": EVERY_MINUTE}
     scheduler.register(reminders.tick, queue_name=REMINDERS_TICK_QUEUE,
                        job_timeout=TICK_TIMEOUT_SECONDS, ttl=TICK_TTL_SECONDS,

@@ -17,6 +17,7 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 import common
+import workers
 from constants import REMINDERS_TICK_QUEUE, SMS_QUEUE
 from jobs import json_queue
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick", action="store_true", help="work the reminders' tick queue")
     parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     args = parser.parse_args(argv)
+    workers.configure_logging()  # RQ's chatter only with RQ_VERBOSE=1, as the processors
     connection = common.connect(decode_responses=False)  # RQ wants bytes
     common.wait_until_connected(connection)
     if args.tick:
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         worker = Worker([json_queue(SMS_QUEUE, connection)], connection=connection,
                         serializer=JSONSerializer)
-    worker.work(burst=args.burst)
+    worker.work(burst=args.burst, logging_level=workers.logging_level())
     return 0
 
 

@@ -112,7 +112,7 @@ def test_two_scheduler_processes_send_a_reminder_once(redis_url, real_redis):
     run_script("103_reminders", redis_url, "add", "Stand up", "--phone", "4153518780",
                "--times", now.strftime("%H:%M"), **env)
     schedulers = [Script("104_scheduler", redis_url, "--every", "1", **env) for _ in range(2)]
-    ticker = Script("105_worker", redis_url, "--tick", **env)
+    ticker = Script("105_worker", redis_url, "--tick", RQ_VERBOSE="1", **env)  # RQ's lines
     try:
         for scheduler in schedulers:
             scheduler.wait_for("Scheduler started: reminders tick every 1s")
