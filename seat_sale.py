@@ -5,13 +5,14 @@ score: when the lease ends, in Redis's clock) and renews it every few seconds. A
 one Lua script drops expired leases and, only if no live server is left, sets
 ``available_seats`` to 50 and opens reservations; then it adds this server's lease.
 So ``python 100_seat.py`` on its own starts a new sale, while a second process, or
-gunicorn's workers, join the one being sold instead of resetting it.
+granian's worker processes, join the one being sold instead of resetting it.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing.util
 import os
 import threading
 import uuid
@@ -61,7 +62,7 @@ class Sale:
         self.client = client
         self.seats = seats
         self.server_id = uuid.uuid4().hex
-        self._owner_pid = os.getpid()  # a forked child (gunicorn --preload) must not leave
+        self._owner_pid = os.getpid()  # a child forked after join() must not leave
         self._stopped = threading.Event()
 
     def join(self, renew: bool = True) -> bool:
@@ -72,6 +73,10 @@ class Sale:
         if renew:
             threading.Thread(target=self._renew, daemon=True, name="seat-lease").start()
             atexit.register(self.leave)
+            if multiprocessing.parent_process() is not None:
+                # A worker process started by multiprocessing (granian's workers are) ends
+                # with os._exit, which skips atexit; multiprocessing's own exit hooks run.
+                multiprocessing.util.Finalize(None, self.leave, exitpriority=0)
         return bool(started)
 
     def _renew(self) -> None:

@@ -8,6 +8,7 @@ from one process or many, never sell more than there is (a GET then a SET would)
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TypedDict
 
 import redis
@@ -32,6 +33,11 @@ LIST_PRODUCTS: list[Product] = [
 ]
 # Looked up by the id's exact text: "abc", "-1", "1.5", "01" or 10**30 are simply not there.
 _BY_ID = {str(product["itemId"]): product for product in LIST_PRODUCTS}
+# What never changes is rendered once: the list, and each product's detail up to its
+# current quantity ('{"itemId":1,...,"initialAvailableQuantity":4,"currentQuantity":').
+_LIST_BODY = web.dumps(LIST_PRODUCTS)
+_DETAIL_HEAD = {product["itemId"]: web.dumps(product)[:-1] + ',"currentQuantity":'
+                for product in LIST_PRODUCTS}
 
 # KEYS[1] = item.ITEM_ID, ARGV[1] = the initial quantity. Returns what is left, or -1.
 RESERVE_ONE = """
@@ -61,6 +67,12 @@ def get_current_reserved_stock_by_id(client: redis.Redis, item_id: int) -> int:
     return int(value) if value is not None else _BY_ID[str(item_id)]["initialAvailableQuantity"]
 
 
+def product_detail_body(client: redis.Redis, product: Product) -> str:
+    """The body of ``GET /list_products/<id>``: the product and its current quantity."""
+    current = get_current_reserved_stock_by_id(client, product["itemId"])
+    return f"{_DETAIL_HEAD[product['itemId']]}{current}}}"
+
+
 def reserve_one(client: redis.Redis, product: Product) -> bool:
     """Take one unit atomically; False when none is left."""
     left = client.eval(RESERVE_ONE, 1, stock_key(product["itemId"]),
@@ -81,13 +93,12 @@ def create_app(client: redis.Redis | None = None) -> Flask:
 
     @app.get("/list_products")
     def list_products():
-        return web.json_response(LIST_PRODUCTS)
+        return web.json_text_response(_LIST_BODY)
 
     @app.get("/list_products/<item_id>")
     def product_detail(item_id: str):
         product = product_or_404(item_id)
-        current = get_current_reserved_stock_by_id(redis_client, product["itemId"])
-        return web.json_response({**product, "currentQuantity": current})
+        return web.json_text_response(product_detail_body(redis_client, product))
 
     @app.get("/reserve_product/<item_id>")
     def reserve_product(item_id: str):
@@ -97,4 +108,8 @@ def create_app(client: redis.Redis | None = None) -> Flask:
                 {"status": "Not enough stock available", "itemId": product["itemId"]})
         return web.json_response({"status": "Reservation confirmed", "itemId": product["itemId"]})
 
+    # The same bodies for a product's GET, without Flask's per-request cost (web.HotReads).
+    app.wsgi_app = web.HotReads(app.wsgi_app, {
+        f"/list_products/{product['itemId']}": partial(product_detail_body, redis_client, product)
+        for product in LIST_PRODUCTS})
     return app

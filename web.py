@@ -2,6 +2,9 @@
 
 The course's curl output is compact, keeps insertion order and has no trailing newline;
 Flask's jsonify sorts keys and appends one, so bodies are made here instead.
+
+Production serves the apps with granian (see the README); :class:`HotReads` lets the two
+routes a page polls most answer without Flask's per-request machinery.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable, Iterable
 
 import redis
 from flask import Flask, Response
@@ -23,12 +27,21 @@ PORT_ENV = "PORT"
 HOST_ENV = "HOST"
 DEFAULT_HOST = "127.0.0.1"
 REDIS_DOWN = "Redis is not reachable"
+JSON = "application/json"
+
+
+def dumps(body: object) -> str:
+    """``body`` as the course prints it: ``{"status":"..."}``, keys in the order given."""
+    return json.dumps(body, separators=(",", ":"))
 
 
 def json_response(body: object, status: int = 200) -> Response:
-    """``body`` as the course prints it: ``{"status":"..."}``, keys in the order given."""
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
-                    mimetype="application/json")
+    return json_text_response(dumps(body), status)
+
+
+def json_text_response(text: str, status: int = 200) -> Response:
+    """A response whose body is ``text``, JSON already rendered (see :func:`dumps`)."""
+    return Response(text, status=status, mimetype=JSON)
 
 
 def web_client(url: str | None = None, decode_responses: bool = True) -> redis.Redis:
@@ -47,8 +60,11 @@ def _http_error(error: HTTPException) -> Response:
     return response
 
 
+REDIS_DOWN_BODY = dumps({"status": "Service Unavailable", "reason": REDIS_DOWN})
+
+
 def _redis_down(error: redis.RedisError) -> Response:
-    return json_response({"status": "Service Unavailable", "reason": REDIS_DOWN}, 503)
+    return json_text_response(REDIS_DOWN_BODY, 503)
 
 
 def _server_error(error: InternalServerError) -> Response:
@@ -85,6 +101,37 @@ def new_app(import_name: str) -> Flask:
     return app
 
 
+class HotReads:
+    """WSGI middleware: ``GET`` of a few read-only paths answered without Flask's per-request
+    machinery; every other request (other paths, methods, errors) goes on to Flask.
+
+    ``routes`` maps an exact path to a function that renders its body with one Redis
+    round trip; the Flask route for the same path calls the same function, so the two
+    answers are the same bytes. A Redis that cannot be reached gets the same JSON 503 as
+    from Flask; any other error is left to Flask, which logs it and answers a JSON 500.
+    Why: on 2 cores, Flask's request and app contexts, routing and Response objects cost
+    about as much CPU as the rest of the request (bench/README.md, "After").
+    """
+
+    def __init__(self, wsgi_app: Callable, routes: dict[str, Callable[[], str]]) -> None:
+        self.wsgi_app = wsgi_app
+        self.routes = routes
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        render = self.routes.get(environ.get("PATH_INFO", ""))
+        if render is None or environ.get("REQUEST_METHOD") != "GET":
+            return self.wsgi_app(environ, start_response)
+        try:
+            status, body = "200 OK", render()
+        except (redis.ConnectionError, redis.TimeoutError):
+            status, body = "503 SERVICE UNAVAILABLE", REDIS_DOWN_BODY
+        except Exception:
+            return self.wsgi_app(environ, start_response)  # Flask's JSON 500, and its log
+        data = body.encode()
+        start_response(status, [("Content-Type", JSON), ("Content-Length", str(len(data)))])
+        return [data]
+
+
 def port() -> int:
     return int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
 
@@ -92,7 +139,7 @@ def port() -> int:
 def serve(app: Flask) -> None:
     """Flask's development server on PORT (default 1245), threaded, never in debug mode.
 
-    For production run a WSGI server instead (see the README: gunicorn, several workers).
+    For production run a WSGI server instead (see the README: granian, several workers).
     SIGTERM (``kill``, systemd, docker stop) ends it as Ctrl-C does, so exit hooks run.
     """
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -3,7 +3,8 @@
     .venv/bin/python bench/http.py
 
 For each server (stock.py, seats.py) it starts
-``gunicorn --no-control-socket --workers 4 --bind 127.0.0.1:<free port> '<module>:create_app()'``
+``granian --interface wsgi --factory --workers 2 --blocking-threads 2 --respawn-failed-workers
+--host 127.0.0.1 --port <free port> <module>:create_app``
 against REDIS_URL (else a throwaway redis-server), runs ``wrk -t2 -c32 -d10s --latency`` on
 ``GET /list_products/1`` and ``GET /available_seats``, then a reservation run
 (``/reserve_product/1..4``; ``/process`` then ``/reserve_seat``) that checks nothing was
@@ -79,11 +80,12 @@ def log(text: str) -> None:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, url: str, workers: int) -> Iterator[str]:
+def granian(factory: str, url: str, workers: int, threads: int) -> Iterator[str]:
     """The README's production command on a free port; yields the base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers",
-               str(workers), "--bind", f"127.0.0.1:{port}", app]
+    command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
+               "--workers", str(workers), "--blocking-threads", str(threads),
+               "--respawn-failed-workers", "--host", "127.0.0.1", "--port", str(port), factory]
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "REDIS_URL": url},
                                    stdin=subprocess.DEVNULL, stdout=output, stderr=output,
@@ -98,7 +100,7 @@ def gunicorn(app: str, url: str, workers: int) -> Iterator[str]:
             raise
         finally:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)  # gunicorn's graceful stop
+                os.killpg(process.pid, signal.SIGTERM)  # granian's graceful stop
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
@@ -116,7 +118,7 @@ def wait_until_up(base: str, process: subprocess.Popen) -> None:
             return  # the app answered (404)
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start") from None
+                raise RuntimeError("granian did not start") from None
             time.sleep(0.1)
 
 
@@ -157,9 +159,9 @@ def stock_left(client: redis.Redis) -> dict[int, int]:
             for product in stock.LIST_PRODUCTS}
 
 
-def bench_stock(url: str, client: redis.Redis, workers: int, seconds: int,
+def bench_stock(url: str, client: redis.Redis, workers: int, threads: int, seconds: int,
                 lua: str) -> dict[str, Any]:
-    with gunicorn("stock:create_app()", url, workers) as base:
+    with granian("stock:create_app", url, workers, threads) as base:
         log(f"stock: GET /list_products/1 for {seconds}s")
         result = wrk(f"{base}/list_products/1", seconds)
         before = stock_left(client)
@@ -172,12 +174,12 @@ def bench_stock(url: str, client: redis.Redis, workers: int, seconds: int,
     return {"list_products": result, "reserve_product": run}
 
 
-def bench_seats(url: str, client: redis.Redis, workers: int, seconds: int,
+def bench_seats(url: str, client: redis.Redis, workers: int, threads: int, seconds: int,
                 lua: str) -> dict[str, Any]:
     rq = jobs.rq_connection(url)
     queue = jobs.json_queue(RESERVE_SEAT_QUEUE, rq)
     finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
-    with gunicorn("seats:create_app()", url, workers) as base:
+    with granian("seats:create_app", url, workers, threads) as base:
         log(f"seats: GET /available_seats for {seconds}s")
         result = wrk(f"{base}/available_seats", seconds)
         seats = int(client.get(AVAILABLE_SEATS_KEY) or 0)
@@ -201,7 +203,9 @@ def bench_seats(url: str, client: redis.Redis, workers: int, seconds: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (README: 4)")
+    parser.add_argument("--workers", type=int, default=2, help="granian workers (README: 2)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="granian --blocking-threads per worker (README: 2)")
     parser.add_argument("--seconds", type=int, default=10, help="wrk -d for the GET runs")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -211,9 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         lua.write(RESERVE_LUA)
         lua.flush()
         client = redis.Redis.from_url(url, decode_responses=True)
-        result: dict[str, Any] = {"workers": args.workers}
-        result["stock"] = bench_stock(url, client, args.workers, args.seconds, lua.name)
-        result["seats"] = bench_seats(url, client, args.workers, args.seconds, lua.name)
+        result: dict[str, Any] = {"server": "granian", "workers": args.workers,
+                                  "threads": args.threads,
+                                  "load_average": [round(load, 2) for load in os.getloadavg()]}
+        result["stock"] = bench_stock(url, client, args.workers, args.threads, args.seconds,
+                                      lua.name)
+        result["seats"] = bench_seats(url, client, args.workers, args.threads, args.seconds,
+                                      lua.name)
     print(json.dumps(result), flush=True)
     return 0 if result["stock"]["reserve_product"]["ok"] and \
         result["seats"]["reserve_seat"]["ok"] else 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import signal
 import socket
 import sys
 import time
@@ -10,15 +13,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from local_redis import free_port
 from tests.scripts import Script
 
 START_TIMEOUT = 20.0
+# The README's production command, less --workers, --host and --port.
+GRANIAN_OPTIONS = ["--interface", "wsgi", "--factory", "--blocking-threads", "2",
+                   "--respawn-failed-workers"]
 
 
 class Server(Script):
-    """``python 9_stock.py`` or gunicorn on a free port; its stdout lines can be awaited."""
+    """``python 9_stock.py`` or granian on a free port; its stdout lines can be awaited."""
 
     def __init__(self, argv: list[str], redis_url: str, port: int | None = None,
                  **env: str) -> None:
@@ -31,11 +38,11 @@ class Server(Script):
         return cls([sys.executable, f"{name}.py"], redis_url, **env)
 
     @classmethod
-    def gunicorn(cls, app: str, redis_url: str, workers: int = 3) -> Server:
-        """The README's production command."""
+    def granian(cls, factory: str, redis_url: str, workers: int = 3) -> Server:
+        """The README's production command, e.g. ``Server.granian("seats:create_app", url)``."""
         port = free_port()
-        return cls([sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(workers),
-                    "-b", f"127.0.0.1:{port}", app], redis_url, port=port)
+        return cls([sys.executable, "-m", "granian", *GRANIAN_OPTIONS, "--workers", str(workers),
+                    "--host", "127.0.0.1", "--port", str(port), factory], redis_url, port=port)
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -48,6 +55,15 @@ class Server(Script):
                     self.kill()
                     raise AssertionError(f"{self.name} is not serving: {self.stderr}") from None
                 time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its worker processes: granian's workers, unlike gunicorn's,
+        go on serving when only their main process is killed."""
+        workers = children(self.process.pid)
+        super().kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def get(self, path: str) -> tuple[int, str, bytes]:
         return http_get(f"http://127.0.0.1:{self.port}{path}")
@@ -63,6 +79,15 @@ class Server(Script):
                 self._queue.put(None)
                 return self.lines
             self.lines.append(line)
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (granian's workers), none once it has ended."""
+    try:
+        return [int(child) for child in
+                Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def http_get(url: str, method: str = "GET") -> tuple[int, str, bytes]:

@@ -17,7 +17,7 @@ MAX_GROWTH_KB = 8 * 1024  # per process, over the 8,000 requests after the warm-
 
 
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (gunicorn's master and its workers)."""
+    """``pid`` and its descendants (granian's main process and its workers)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -45,7 +45,7 @@ def memory(servers: list[Server]) -> dict[int, int]:
 
 def test_a_10000_request_burst_sells_exactly_50_with_flat_memory(redis_url, real_redis,
                                                                   running):
-    servers = [start(running, Server.gunicorn("seats:create_app()", redis_url, workers=3)),
+    servers = [start(running, Server.granian("seats:create_app", redis_url, workers=3)),
                *(start(running, Server.script("100_seat", redis_url)) for _ in range(2))]
     sell_out(servers, real_redis, requests=WARM_UP)  # exactly 50 completed, the rest failed
     jobs = int(real_redis.get("queuing:job_id"))

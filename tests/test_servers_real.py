@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
+import time
 from collections import Counter
 
 import pytest
 import redis
 
-from tests.servers import Server, hammer, wait_for_lines
+from tests.servers import Server, children, hammer, wait_for_lines
 
 SEAT_LINE = "Seat reservation job "
 COMPLETED = "Seat reservation job {} completed"
@@ -26,9 +29,9 @@ def start(running, server: Server) -> Server:
 
 
 def stock_fleet(running, redis_url: str, kind: str) -> list[Server]:
-    """Three processes sharing one Redis: separate scripts, or three gunicorn workers."""
-    if kind == "gunicorn":
-        return [start(running, Server.gunicorn("stock:create_app()", redis_url, workers=3))]
+    """Three processes sharing one Redis: separate scripts, or three granian workers."""
+    if kind == "granian":
+        return [start(running, Server.granian("stock:create_app", redis_url, workers=3))]
     return [start(running, Server.script("9_stock", redis_url)) for _ in range(3)]
 
 
@@ -51,7 +54,7 @@ def test_stock_as_in_the_course(redis_url, running):
     assert "Traceback" not in server.stderr
 
 
-@pytest.mark.parametrize("kind", ["scripts", "gunicorn"])
+@pytest.mark.parametrize("kind", ["scripts", "granian"])
 def test_stock_is_never_oversold(redis_url, real_redis, running, kind):
     servers = stock_fleet(running, redis_url, kind)
     ports = itertools.cycle(server.port for server in servers)
@@ -67,16 +70,26 @@ def test_stock_is_never_oversold(redis_url, real_redis, running, kind):
     assert (real_redis.get("item.2"), real_redis.get("item.4")) == ("0", "0")
 
 
-def test_stock_answers_503_while_redis_is_down_then_serves_again(redis_server, running):
+def serve(kind: str, name: str, redis_url: str) -> Server:
+    """``python <name>.py``, or the production command with two workers."""
+    if kind == "granian":
+        return Server.granian(f"{'stock' if name == '9_stock' else 'seats'}:create_app",
+                              redis_url, workers=2)
+    return Server.script(name, redis_url)
+
+
+@pytest.mark.parametrize("kind", ["script", "granian"])
+def test_stock_answers_503_while_redis_is_down_then_serves_again(redis_server, running, kind):
     redis_server.start()
-    server = start(running, Server.script("9_stock", redis_server.url))
+    server = start(running, serve(kind, "9_stock", redis_server.url))
     assert server.get("/reserve_product/1")[0] == 200
     redis.Redis(port=redis_server.port).save()  # a Redis that keeps its data on disk
     redis_server.stop()
-    for path in ("/list_products/1", "/reserve_product/1"):
+    for path in ("/list_products/1", "/reserve_product/1") * 4:  # reach every worker
         assert server.get(path) == (503, "application/json", REDIS_DOWN)
     redis_server.start()
-    assert json.loads(server.get("/list_products/1")[2])["currentQuantity"] == 3
+    for _ in range(4):
+        assert json.loads(server.get("/list_products/1")[2])["currentQuantity"] == 3
     assert server.get("/reserve_product/1")[2] == b'{"status":"Reservation confirmed","itemId":1}'
     assert "Traceback" not in server.stderr
 
@@ -143,27 +156,71 @@ def test_seats_second_and_third_processes_join_the_sale(redis_url, real_redis, r
     assert fresh.get("/reserve_seat")[2] == IN_PROCESS
 
 
-def test_seats_under_gunicorn_sell_exactly_50(redis_url, real_redis, running):
-    server = start(running, Server.gunicorn("seats:create_app()", redis_url, workers=3))
+def test_seats_under_granian_sell_exactly_50(redis_url, real_redis, running):
+    server = start(running, Server.granian("seats:create_app", redis_url, workers=3))
     assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"50"}'
     sell_out([server], real_redis, requests=300)
     assert server.interrupt() in (0, 130)
     assert "Traceback" not in server.stderr
 
 
-def test_seats_503_while_redis_is_down_then_processing_resumes(redis_server, running):
+@pytest.mark.parametrize("kind", ["script", "granian"])
+def test_seats_503_while_redis_is_down_then_processing_resumes(redis_server, running, kind):
     redis_server.start()
-    server = start(running, Server.script("100_seat", redis_server.url))
+    server = start(running, serve(kind, "100_seat", redis_server.url))
     server.get("/process")
     assert server.get("/reserve_seat")[2] == IN_PROCESS
     server.wait_for(COMPLETED.format(1))
     redis.Redis(port=redis_server.port).save()
     redis_server.stop()
-    assert server.get("/available_seats") == (503, "application/json", REDIS_DOWN)
-    assert server.get("/reserve_seat") == (503, "application/json",
-                                           b'{"status":"Reservation failed"}')
+    for _ in range(4):  # reach every worker
+        assert server.get("/available_seats") == (503, "application/json", REDIS_DOWN)
+        assert server.get("/reserve_seat") == (503, "application/json",
+                                               b'{"status":"Reservation failed"}')
     redis_server.start()
-    assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"49"}'
+    for _ in range(4):
+        assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"49"}'
     assert server.get("/reserve_seat")[2] == IN_PROCESS
     server.wait_for(COMPLETED.format(2), timeout=30)
     assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"48"}'
+
+
+def wait_for_leases(real_redis: redis.Redis, count: int, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while (leases := real_redis.zcard("seat_servers")) != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return leases
+
+
+def test_granian_workers_join_a_live_sale_respawn_and_give_their_leases_back(
+        redis_url, real_redis, running):
+    """Each granian worker process holds its own lease: it joins the live sale (never resets
+    it), a worker killed and respawned joins it too, and a stop gives the leases back."""
+    first = start(running, Server.script("100_seat", redis_url))
+    first.get("/reserve_seat")
+    first.get("/process")
+    first.wait_for(COMPLETED.format(1))
+    server = start(running, Server.granian("seats:create_app", redis_url, workers=3))
+    assert wait_for_leases(real_redis, 1 + 3) == 4
+    for _ in range(12):  # spread over the workers
+        assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"49"}'
+
+    worker = children(server.process.pid)[0]
+    os.kill(worker, signal.SIGKILL)  # its lease stays until it expires; its successor joins
+    assert wait_for_leases(real_redis, 1 + 3 + 1) == 5
+    assert worker not in children(server.process.pid)
+    for _ in range(12):
+        assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"49"}'
+
+    server.process.send_signal(signal.SIGTERM)  # systemd's, docker's stop
+    assert server.finish() == 0
+    assert "Traceback" not in server.stderr
+    assert real_redis.zcard("seat_servers") == 1 + 1  # the script's, and the killed worker's
+    first.kill()
+    real_redis.delete("seat_servers")  # as if 15 s had passed: the two leases expired
+    fresh = start(running, Server.granian("seats:create_app", redis_url, workers=2))
+    assert fresh.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"50"}'
+    assert wait_for_leases(real_redis, 2) == 2
+    assert fresh.interrupt() in (0, 130)  # Ctrl-C
+    assert real_redis.zcard("seat_servers") == 0
+    assert "Traceback" not in fresh.stderr

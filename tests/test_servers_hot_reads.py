@@ -1,0 +1,91 @@
+"""web.HotReads answers the hot GETs without Flask: the same status, headers and bytes as
+the Flask routes behind it, with Redis up, down or returning an error (fakeredis)."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from werkzeug.test import Client
+
+import seats
+import stock
+import web
+
+HOT_PATHS = {"stock": ["/list_products/1", "/list_products/2", "/list_products/3",
+                       "/list_products/4"],
+             "seats": ["/available_seats"]}
+
+
+class NoThread:
+    def start(self) -> bool:
+        return True
+
+
+def make_app(server: str, fake_server, fake_redis):
+    if server == "stock":
+        return stock.create_app(fake_redis)
+    seats.reserve_seat(fake_redis, 50)
+    return seats.create_app(fake_redis, fakeredis.FakeRedis(server=fake_server),
+                            processor=NoThread(), join_sale=False)
+
+
+def answer(wsgi_app, path: str, method: str = "GET") -> tuple[str, list, bytes]:
+    response = Client(wsgi_app).open(path, method=method)
+    return response.status, response.headers.to_wsgi_list(), response.get_data()
+
+
+def both(app, path: str, method: str = "GET"):
+    """(through HotReads, straight to Flask)."""
+    assert isinstance(app.wsgi_app, web.HotReads)
+    return answer(app.wsgi_app, path, method), answer(app.wsgi_app.wsgi_app, path, method)
+
+
+@pytest.mark.parametrize("server", ["stock", "seats"])
+def test_hot_paths_answer_what_flask_answers(server, fake_server, fake_redis):
+    app = make_app(server, fake_server, fake_redis)
+    fake_redis.set("item.2", 7)
+    for path in HOT_PATHS[server]:
+        hot, flask = both(app, path)
+        assert hot == flask
+        assert hot[0] == "200 OK"
+        assert dict(hot[1])["Content-Type"] == "application/json"
+    if server == "stock":
+        assert both(app, "/list_products/1")[0][2] == (
+            b'{"itemId":1,"itemName":"Suitcase 250","price":50,"initialAvailableQuantity":4,'
+            b'"currentQuantity":4}')
+        assert both(app, "/list_products/2")[0][2].endswith(b'"currentQuantity":7}')
+    else:
+        assert both(app, "/available_seats")[0][2] == b'{"numberOfAvailableSeats":"50"}'
+
+
+@pytest.mark.parametrize("server", ["stock", "seats"])
+def test_redis_down_is_the_same_json_503(server, fake_server, fake_redis):
+    app = make_app(server, fake_server, fake_redis)
+    fake_server.connected = False
+    for path in HOT_PATHS[server]:
+        hot, flask = both(app, path)
+        assert hot == flask
+        assert hot[0].startswith("503")
+        assert hot[2] == b'{"status":"Service Unavailable","reason":"Redis is not reachable"}'
+    fake_server.connected = True
+    assert both(app, HOT_PATHS[server][0])[0][0] == "200 OK"
+
+
+def test_any_other_error_is_flasks_json_500(fake_server, fake_redis):
+    app = make_app("stock", fake_server, fake_redis)
+    fake_redis.rpush("item.1", "not a number")  # WRONGTYPE for GET
+    hot, flask = both(app, "/list_products/1")
+    assert hot == flask
+    assert (hot[0], hot[2]) == ("500 INTERNAL SERVER ERROR", b'{"status":"Internal Server Error"}')
+
+
+@pytest.mark.parametrize(("server", "path"), [("stock", "/list_products/1"),
+                                              ("seats", "/available_seats")])
+@pytest.mark.parametrize("method", ["HEAD", "POST", "OPTIONS"])
+def test_other_methods_and_paths_go_to_flask(server, path, method, fake_server, fake_redis):
+    app = make_app(server, fake_server, fake_redis)
+    assert both(app, path, method)[0] == both(app, path, method)[1]
+    for other in (f"{path}/", f"{path}x", "/list_products/01", "/list_products/5"):
+        hot, flask = both(app, other)
+        assert hot == flask
+        assert hot[0].startswith("404")
