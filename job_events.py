@@ -15,19 +15,25 @@ Wire format of one event (a stream entry): ``job`` (the job id), ``event`` (``pr
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+import itertools
+import json
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from rq import Callback, Queue, get_current_job
+from rq.defaults import CALLBACK_TIMEOUT
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.utils import now, utcformat
 
 import common
+import jobs
 from constants import JOB_EVENTS_PREFIX, JOB_EVENTS_TTL_SECONDS
 
 REPLY_TO = "reply_to"  # the job meta field naming the creator's stream
@@ -76,8 +82,12 @@ def _text(value: str | bytes) -> str:
 
 
 def new_reply_stream() -> str:
-    """A stream key of one creator's own (random, so creators never read each other's)."""
-    return f"{JOB_EVENTS_PREFIX}{uuid.uuid4().hex}"
+    """A stream key of one creator's own (random, so creators never read each other's).
+
+    8 URL-safe characters, 48 random bits: as unlikely to collide as 12 hex digits, and
+    short, because every pending job holds the key in its meta (README, "Redis settings").
+    """
+    return f"{JOB_EVENTS_PREFIX}{secrets.token_urlsafe(6)}"
 
 
 # --- Worker side ------------------------------------------------------------------------
@@ -138,6 +148,23 @@ def failure_reason(exc_type: type[BaseException] | None, exc_value: BaseExceptio
 
 # --- Creator side -----------------------------------------------------------------------
 
+# Jobs per transaction of the batched enqueue: enough that a round trip and the created
+# lines' write are shared by many jobs, few enough that the first lines show at once and
+# that other clients wait little behind one transaction (Redis runs it in ~1.5 ms here).
+ENQUEUE_BATCH = 500
+
+# JSON without spaces: json.loads (RQ's JSONSerializer) reads it the same, and the hash
+# stays small enough for Redis's compact encoding (README, "Redis settings").
+_COMPACT = (",", ":")
+
+
+class JobTemplate(NamedTuple):
+    """What every job of one function and one reply stream shares."""
+
+    func_name: str  # as RQ names it: "notifications.push_tracked_notification"
+    fields: list[bytes]  # the job hash's shared fields: field, value, field, value...
+
+
 def enqueue_reporting(queue: Queue, func: Callable | str, *args: Any, job_id: str,
                       reply_to: str, **options: Any) -> Job:
     """Enqueue ``func(*args)`` as job ``job_id`` whose events go to ``reply_to``."""
@@ -145,6 +172,79 @@ def enqueue_reporting(queue: Queue, func: Callable | str, *args: Any, job_id: st
         func, *args, job_id=job_id, meta={REPLY_TO: reply_to},
         on_success=Callback(job_completed), on_failure=Callback(job_failed), **options,
     )
+
+
+def job_template(queue: Queue, func: Callable | str, reply_to: str) -> JobTemplate:
+    """The hash fields of a ``func`` job whose events go to ``reply_to``, made once by RQ's
+    own Job (``Queue.create_job`` and ``Job.to_dict``, as ``Queue.enqueue`` does), so the
+    fields and their values are RQ's. Left out, because RQ reads the job the same without
+    them and each costs memory in every pending job:
+
+    - the fields that differ per job (``data``, ``created_at``, ``enqueued_at``):
+      :func:`enqueue_jobs` adds them;
+    - empty fields (``started_at``, ``worker_name``...): RQ reads a missing one as empty;
+    - the callbacks' timeouts when they are RQ's default: RQ reads a missing one as it;
+    - ``description``, RQ's repr of the call (119 B for a course job), which only RQ's
+      logs and rq-dashboard show: it alone would push every job hash past Redis's compact
+      encoding (``Job.description`` is then None).
+
+    The job's ``timeout`` stays, default or not: RQ's forking ``Worker`` adds 60 to it
+    while watching a long job, and would fail on a missing one.
+    """
+    if queue.serializer is not JSONSerializer:
+        raise ValueError(f"queue {queue.name} is not a JSON queue (jobs.json_queue)")
+    job = queue.create_job(func, meta={REPLY_TO: reply_to},
+                           on_success=Callback(job_completed), on_failure=Callback(job_failed))
+    fields = job.to_dict()
+    fields["meta"] = json.dumps(job.meta, separators=_COMPACT)
+    for per_job in ("data", "created_at", "enqueued_at", "description"):
+        fields.pop(per_job, None)
+    for name in ("success_callback_timeout", "failure_callback_timeout",
+                 "stopped_callback_timeout"):
+        if fields.get(name) == CALLBACK_TIMEOUT:
+            del fields[name]
+    encode = queue.connection.get_encoder().encode
+    shared = [encode(part) for name, value in fields.items() if value not in ("", b"")
+              for part in (name, value)]
+    return JobTemplate(job.func_name, shared)
+
+
+def enqueue_jobs(queue: Queue, template: JobTemplate,
+                 args_per_job: Sequence[Sequence[Any]]) -> list[str]:
+    """Enqueue one ``template`` job per ``args`` (its positional arguments), with new
+    consecutive ids, and return the ids: the jobs ``Queue.enqueue`` would write (in the
+    compact form of :func:`job_template`), in 2 round trips for the whole batch instead
+    of 3 per job, and without RQ's Python work per job.
+
+    One INCRBY takes the ids; one MULTI/EXEC transaction writes every job hash and pushes
+    the ids onto the queue in one RPUSH, so a creator interrupted at any point (Ctrl-C)
+    leaves each job in Redis whole and queued, or not at all. The batch's jobs share one
+    timestamp (``created_at`` = ``enqueued_at``): the transaction makes them appear at the
+    same instant to every reader.
+    """
+    if not args_per_job:
+        return []
+    connection = queue.connection
+    job_ids = jobs.reserve_job_ids(connection, len(args_per_job))
+    stamp = utcformat(now()).encode()
+    fields = [*template.fields, b"created_at", stamp, b"enqueued_at", stamp, b"data"]
+    key_prefix = queue.job_class.redis_job_namespace_prefix
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.sadd(queue.redis_queues_keys, queue.key)  # what makes `rq info` list the queue
+        for job_id, args in zip(job_ids, args_per_job, strict=True):
+            # RQ's job data: [func_name, instance, args, kwargs], serialized by the queue.
+            data = json.dumps([template.func_name, None, args, {}], separators=_COMPACT)
+            pipe.execute_command("HSET", key_prefix + job_id, *fields, data.encode())
+        pipe.rpush(queue.key, *job_ids)
+        pipe.execute()
+    return job_ids
+
+
+def in_batches(items: Iterable[Any], size: int = ENQUEUE_BATCH) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (the last one shorter), read as they are needed."""
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
 
 def follow(connection: redis.Redis, stream: str, job_ids: Iterable[str],
@@ -189,12 +289,25 @@ class JobBatch:
         self.queue = queue
         self.stream = stream or new_reply_stream()
         self.job_ids: list[str] = []
+        self._templates: dict[Callable | str, JobTemplate] = {}
 
     def add(self, func: Callable | str, *args: Any, job_id: str, **options: Any) -> Job:
+        """One job with an id of the caller's and any of RQ's options, by ``Queue.enqueue``."""
         job = enqueue_reporting(self.queue, func, *args, job_id=job_id, reply_to=self.stream,
                                 **options)
         self.job_ids.append(job.id)
         return job
+
+    def add_many(self, func: Callable | str,
+                 args_per_job: Sequence[Sequence[Any]]) -> list[str]:
+        """One ``func(*args)`` job per ``args``, with new ids, in one transaction
+        (:func:`enqueue_jobs`); their ids, in order."""
+        template = self._templates.get(func)
+        if template is None:
+            template = self._templates[func] = job_template(self.queue, func, self.stream)
+        job_ids = enqueue_jobs(self.queue, template, args_per_job)
+        self.job_ids.extend(job_ids)
+        return job_ids
 
     def events(self, block_ms: int = BLOCK_MS) -> Iterator[JobEvent]:
         return follow(self.queue.connection, self.stream, self.job_ids, block_ms)

@@ -12,9 +12,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import common
-import jobs
 import senders
-from job_events import COMPLETED, FAILED, PROGRESS, JobBatch, JobEvent, report_progress
+from job_events import (
+    COMPLETED,
+    FAILED,
+    PROGRESS,
+    JobBatch,
+    JobEvent,
+    in_batches,
+    report_progress,
+)
 
 BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
 FIELDS = ("phoneNumber", "message")
@@ -105,10 +112,15 @@ def lifecycle_line(event: JobEvent, id_prefix: str = "#") -> str:
 
 def create_notification_jobs(batch: JobBatch, jobs_data: Iterable[Any],
                              func: Callable[[Any], None]) -> None:
-    """Enqueue one ``func(data)`` job per item, each with a new id, and print its created line."""
-    for data in jobs_data:
-        job = batch.add(func, data, job_id=jobs.next_job_id(batch.queue.connection))
-        common.log(created_line(job.id))
+    """Enqueue one ``func(data)`` job per item, each with a new id, and print its created line.
+
+    The jobs go in batches of ``ENQUEUE_BATCH``, one transaction each (JobBatch.add_many);
+    each batch's created lines are printed together, in id order, once its jobs are in
+    Redis: one write instead of one per line.
+    """
+    for items in in_batches(jobs_data):
+        job_ids = batch.add_many(func, [(data,) for data in items])
+        common.log("\n".join(created_line(job_id) for job_id in job_ids))
 
 
 def print_events(batch: JobBatch, line: Callable[[JobEvent], str | None]) -> None:

@@ -5,9 +5,11 @@
 Phases, each against the same Redis (REDIS_URL, else a throwaway redis-server):
 
 1. enqueue: ``--enqueue-jobs`` jobs (default 10,000) through the creator's own code
-   (JobBatch + notifications.create_notification_jobs: an id from INCR, the reply stream,
-   the callbacks), no worker running. used_memory is read once ``--jobs`` are pending:
-   its growth / ``--jobs`` is ``bytes_per_pending_job``. The jobs are then emptied.
+   (JobBatch + notifications.create_notification_jobs: ids from one INCRBY and one
+   MULTI/EXEC per batch of job_events.ENQUEUE_BATCH jobs, the reply stream, the
+   callbacks, the created lines), no worker running. used_memory is read once ``--jobs``
+   are pending: its growth / ``--jobs`` is ``bytes_per_pending_job``, which depends on
+   the server's ``hash_max_listpack_value`` (reported). The jobs are then emptied.
 2. end to end: ``7_job_processor.py`` runs as its own process (two workers); the clock
    starts at the first create and stops when the creator has seen the last final event.
    The creator formats every line (7_job_creator.event_line) into ``--out``.
@@ -120,6 +122,18 @@ def cpu_seconds(pid: int) -> float:
 def redis_cpu(control: redis.Redis) -> float:
     info = control.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def hash_max_listpack_value(control: redis.Redis) -> int | None:
+    """The server's hash-max-listpack-value (hash-max-ziplist-value before Redis 7): it
+    decides whether a job hash is compact, so bytes_per_pending_job depends on it. None
+    where CONFIG GET is not allowed (some managed servers)."""
+    try:
+        config = control.config_get("hash-max-*-value")
+    except redis.ResponseError:
+        return None
+    value = config.get("hash-max-listpack-value") or config.get("hash-max-ziplist-value")
+    return int(value) if value else None
 
 
 def command_calls(control: redis.Redis) -> Counter[str]:
@@ -346,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     with configured_or_throwaway() as url, open(args.out, "w") as out, \
             tempfile.TemporaryFile("w+") as errors:
         control = redis.Redis.from_url(url)
+        result["hash_max_listpack_value"] = hash_max_listpack_value(control)
+        result["hiredis"] = redis.utils.HIREDIS_AVAILABLE  # redis-py packs and parses in C
         try:
             if args.profile:
                 Path(args.profile).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,274 @@
+"""The creators' batched enqueue (job_events.enqueue_jobs): its jobs are RQ's own jobs.
+
+RQ reads them back as it reads jobs of its own ``Queue.enqueue``, plain ``rq worker``
+and our processors run them with the callbacks firing, ids stay consecutive and unique
+under concurrent creators, and a creator stopped mid-enqueue leaves no half-written job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+import threading
+
+import fakeredis
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.serializers import DefaultSerializer
+
+import job_events
+import jobs
+import notifications
+import workers
+from constants import JOB_EVENTS_PREFIX, JOB_ID_KEY, PUSH_NOTIFICATION_QUEUE_2
+from job_events import COMPLETED, FAILED, PROGRESS, JobBatch, JobEvent
+from local_redis import SERVER_SETTINGS
+from tests.scripts import ROOT, Script, load_script, script_env
+
+creator_7 = load_script("7_job_creator")
+
+SENT = creator_7.JOBS[2]  # 4153518743: progress 0, 50, completed
+BLACKLISTED = creator_7.JOBS[0]  # 4153518780: progress 0, failed
+# Fields RQ writes that a batched job leaves out (job_events.job_template says why).
+LEFT_OUT = {"description", "success_callback_timeout", "failure_callback_timeout"}
+
+
+@pytest.fixture
+def connection(redis_url):
+    client = jobs.rq_connection(redis_url, socket_timeout=job_events.LISTEN_SOCKET_TIMEOUT)
+    yield client
+    client.close()
+
+
+def quietly_create(batch: JobBatch, items: list) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        notifications.create_notification_jobs(
+            batch, items, notifications.push_tracked_notification)
+
+
+def read_back(job: Job) -> dict:
+    """What RQ makes of a job hash: every attribute a worker or `rq info` relies on."""
+    return {
+        "func_name": job.func_name, "args": job.args, "kwargs": job.kwargs,
+        "meta": job.meta, "origin": job.origin, "status": job.get_status(refresh=False),
+        "success_callback": job.success_callback, "failure_callback": job.failure_callback,
+        "stopped_callback": job.stopped_callback,
+        "success_callback_timeout": job.success_callback_timeout,
+        "failure_callback_timeout": job.failure_callback_timeout,
+        "timeout": job.timeout, "result_ttl": job.result_ttl, "failure_ttl": job.failure_ttl,
+        "ttl": job.ttl, "retries_left": job.retries_left, "dependency_ids": job.dependency_ids,
+        "group_id": job.group_id, "worker_name": job.worker_name,
+        "started_at": job.started_at, "ended_at": job.ended_at,
+        "call_string": job.get_call_string(),
+    }
+
+
+# --- RQ reads a batched job as its own ---------------------------------------------------
+
+def test_rq_reads_a_batched_job_as_one_of_its_own_queue_enqueue(connection):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        [fast_id] = batch.add_many(notifications.push_tracked_notification, [(SENT,)])
+        rqs = batch.add(notifications.push_tracked_notification, SENT, job_id="rqs-own")
+    fast = Job.fetch(fast_id, connection=connection, serializer=queue.serializer)
+    own = Job.fetch(rqs.id, connection=connection, serializer=queue.serializer)
+
+    assert read_back(fast) == read_back(own)
+    assert read_back(fast)["meta"] == {job_events.REPLY_TO: batch.stream}
+    assert fast.success_callback is job_events.job_completed
+    assert fast.failure_callback is job_events.job_failed
+    assert (fast.timeout, fast.success_callback_timeout) == (180, 60)
+    assert fast.get_status() == JobStatus.QUEUED
+    for stamp in (fast.created_at, fast.enqueued_at):
+        assert stamp is not None and abs((stamp - own.created_at).total_seconds()) < 5
+    assert fast.description is None  # left out; RQ's own: the call's repr
+    assert queue.job_ids == [fast_id, "rqs-own"]
+
+    # Field by field: a subset of RQ's own hash, without the empty and defaulted ones.
+    fast_hash = connection.hgetall(fast.key)
+    own_hash = connection.hgetall(own.key)
+    empty = {field.decode() for field, value in own_hash.items() if value == b""}
+    assert {field.decode() for field in fast_hash} == set(
+        field.decode() for field in own_hash) - empty - LEFT_OUT
+    for field in (b"success_callback_name", b"failure_callback_name", b"origin", b"status",
+                  b"timeout"):
+        assert fast_hash[field] == own_hash[field]
+
+
+def test_a_batched_job_hash_stays_in_the_compact_encoding(connection, real_redis):
+    # The project's servers run with SERVER_SETTINGS; README, "Redis settings".
+    setting = real_redis.config_get("hash-max-*-value")
+    assert {int(value) for value in setting.values()} == {int(SERVER_SETTINGS[1])}, (
+        "the test Redis lacks the project's settings (local_redis.SERVER_SETTINGS)")
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        quietly_create(batch, creator_7.JOBS)
+        for job_id in batch.job_ids:
+            assert real_redis.object("encoding", f"rq:job:{job_id}") in ("listpack", "ziplist")
+
+
+def test_batched_jobs_need_a_json_queue(fake_server):
+    connection = fakeredis.FakeRedis(server=fake_server)
+    pickled = Queue("pickled", connection=connection, serializer=DefaultSerializer)
+    with pytest.raises(ValueError, match="not a JSON queue"):
+        JobBatch(pickled).add_many(notifications.push_tracked_notification, [(SENT,)])
+    assert connection.keys("rq:job:*") == []
+
+
+# --- Workers run them, and the callbacks fire ----------------------------------------------
+
+def run_with_plain_rq_worker(redis_url: str) -> None:
+    """`rq worker --burst -w rq.worker.SimpleWorker -S json`, as the README says."""
+    result = subprocess.run(
+        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", redis_url,
+         "--worker-class", "rq.worker.SimpleWorker", "--serializer", "json",
+         PUSH_NOTIFICATION_QUEUE_2],
+        cwd=ROOT, env=script_env(redis_url), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def run_with_our_processor(redis_url: str) -> None:
+    connection = jobs.rq_connection(redis_url)
+    workers.make_worker(PUSH_NOTIFICATION_QUEUE_2, connection).work(
+        burst=True, logging_level="ERROR")
+
+
+@pytest.mark.parametrize("run", [run_with_plain_rq_worker, run_with_our_processor],
+                         ids=["rq-simple-worker", "processor-worker"])
+def test_workers_run_batched_jobs_and_the_callbacks_report(redis_url, connection, run,
+                                                           capsys):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        quietly_create(batch, [SENT, BLACKLISTED])
+        sent, blacklisted = batch.job_ids
+        info = subprocess.run([sys.executable, "-m", "rq.cli", "info", "--url", redis_url,
+                               "--only-queues"], capture_output=True, text=True, timeout=30)
+        assert f"{PUSH_NOTIFICATION_QUEUE_2} |" in info.stdout
+        assert "2 jobs total" in info.stdout  # `rq info` counts them
+
+        run(redis_url)
+        events = list(batch.events(block_ms=1000))
+    assert events == [
+        JobEvent(sent, PROGRESS, progress=0), JobEvent(sent, PROGRESS, progress=50),
+        JobEvent(sent, COMPLETED),
+        JobEvent(blacklisted, PROGRESS, progress=0),
+        JobEvent(blacklisted, FAILED, error="Phone number 4153518780 is blacklisted"),
+    ]
+    fetch = lambda job_id: Job.fetch(job_id, connection=connection)  # noqa: E731
+    assert fetch(sent).get_status() == JobStatus.FINISHED
+    assert fetch(blacklisted).get_status() == JobStatus.FAILED
+    assert FinishedJobRegistry(queue=queue).get_job_ids() == [sent]
+    assert FailedJobRegistry(queue=queue).get_job_ids() == [blacklisted]
+    assert queue.count == 0
+
+
+# --- Ids ----------------------------------------------------------------------------------
+
+def test_ids_are_consecutive_and_never_reused_by_two_concurrent_creators(redis_url):
+    per_creator, batch_size = 2_000, 50
+    start = threading.Barrier(2)
+    taken: dict[str, list[list[str]]] = {}
+
+    def creator(name: str) -> None:
+        client = jobs.rq_connection(redis_url)
+        queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, client)
+        batch = JobBatch(queue)
+        taken[name] = []
+        start.wait()
+        for items in job_events.in_batches([SENT] * per_creator, batch_size):
+            taken[name].append(batch.add_many(notifications.push_tracked_notification,
+                                              [(item,) for item in items]))
+        client.close()
+
+    threads = [threading.Thread(target=creator, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    connection = redis.Redis.from_url(redis_url)
+    everyone = [int(job_id) for batches in taken.values() for ids in batches for job_id in ids]
+    assert sorted(everyone) == list(range(1, 2 * per_creator + 1))  # none reused, none lost
+    for batches in taken.values():
+        for ids in batches:  # each batch: consecutive ids
+            numbers = [int(job_id) for job_id in ids]
+            assert numbers == list(range(numbers[0], numbers[0] + batch_size))
+        mine = [int(job_id) for ids in batches for job_id in ids]
+        assert mine == sorted(mine)  # each creator's ids grow
+    first_a, last_a = int(taken["a"][0][0]), int(taken["a"][-1][-1])
+    assert any(first_a < int(ids[0]) < last_a for ids in taken["b"])  # they did interleave
+    assert int(connection.get(JOB_ID_KEY)) == 2 * per_creator
+    assert connection.llen(f"rq:queue:{PUSH_NOTIFICATION_QUEUE_2}") == 2 * per_creator
+    connection.close()
+
+
+def test_reserve_job_ids_continues_the_shared_counter(fake_server):
+    connection = fakeredis.FakeRedis(server=fake_server)
+    assert jobs.next_job_id(connection) == "1"
+    assert jobs.reserve_job_ids(connection, 3) == ["2", "3", "4"]
+    assert jobs.next_job_id(connection) == "5"
+
+
+def test_in_batches_reads_lazily_and_keeps_the_order():
+    assert list(job_events.in_batches(iter(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(job_events.in_batches([], 3)) == []
+
+
+def test_created_lines_come_in_id_order_one_write_per_batch(fake_server, monkeypatch):
+    connection = fakeredis.FakeRedis(server=fake_server)
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    size = job_events.ENQUEUE_BATCH
+    writes: list[str] = []
+    monkeypatch.setattr(notifications.common, "log", writes.append)
+    with JobBatch(queue) as batch:
+        notifications.create_notification_jobs(
+            batch, [SENT] * (2 * size + 1), notifications.push_tracked_notification)
+    lines = [f"Notification job created: {number}" for number in range(1, 2 * size + 2)]
+    assert writes == ["\n".join(lines[:size]), "\n".join(lines[size:2 * size]), lines[-1]]
+
+
+def test_a_reply_stream_key_is_short_and_random():
+    streams = {job_events.new_reply_stream() for _ in range(100)}
+    assert len(streams) == 100
+    assert {len(stream) for stream in streams} == {len(JOB_EVENTS_PREFIX) + 8}
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------
+
+ENDLESS_CREATOR = f"""
+import itertools, common, jobs, notifications
+from job_events import JobBatch
+def main():
+    queue = jobs.json_queue({PUSH_NOTIFICATION_QUEUE_2!r}, jobs.rq_connection())
+    with JobBatch(queue) as batch:
+        notifications.create_notification_jobs(
+            batch, itertools.repeat({SENT!r}), notifications.push_tracked_notification)
+common.run(main)
+"""
+
+
+def test_ctrl_c_mid_enqueue_leaves_no_half_written_job(redis_url, connection):
+    creator = Script("endless creator", redis_url, argv=[sys.executable, "-c", ENDLESS_CREATOR])
+    try:
+        creator.wait_for(f"Notification job created: {job_events.ENQUEUE_BATCH * 3}")
+        assert creator.interrupt() == 130
+        assert "Traceback" not in creator.stderr
+    finally:
+        creator.kill()
+    queued = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection).job_ids
+    hashes = sorted(key.decode().removeprefix("rq:job:") for key in connection.keys("rq:job:*"))
+    assert sorted(queued) == hashes  # no hash without its queue entry, nor the reverse
+    assert len(queued) % job_events.ENQUEUE_BATCH == 0  # whole batches only
+    assert [int(job_id) for job_id in queued] == list(range(1, len(queued) + 1))
+    printed = [line for line in creator.lines if line.startswith("Notification job created")]
+    assert len(printed) <= len(queued)
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in queued:
+            pipe.hlen(f"rq:job:{job_id}")
+        # Every job whole: the template's 6 fields, then data, created_at, enqueued_at.
+        assert set(pipe.execute()) == {9}
