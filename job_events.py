@@ -18,8 +18,10 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -95,12 +97,78 @@ def new_reply_stream() -> str:
 def publish(connection: redis.Redis, reply_to: str, event: JobEvent) -> None:
     """Append ``event`` to the creator's stream and push back its expiry: one round trip.
 
-    The EXPIRE is what makes a stream whose creator has gone (Ctrl-C) disappear.
+    The EXPIRE is what makes a stream whose creator has gone (Ctrl-C) disappear. While
+    this thread's worker holds a job's events (:func:`holding_events`), the event waits
+    in the outbox instead.
     """
+    outbox = getattr(_held, "outbox", None)
+    if outbox is not None:
+        outbox.add(connection, reply_to, event)
+        return
     with connection.pipeline(transaction=False) as pipe:
-        pipe.xadd(reply_to, event.fields())
-        pipe.expire(reply_to, JOB_EVENTS_TTL_SECONDS)
+        write_events(pipe, [(reply_to, event)])
         pipe.execute()
+
+
+def write_events(pipe: redis.client.Pipeline, events: list[tuple[str, JobEvent]]) -> None:
+    """Queue the XADD of each ``(stream, event)`` on ``pipe``, then one EXPIRE per stream."""
+    for stream, event in events:
+        pipe.xadd(stream, event.fields())
+    for stream in dict.fromkeys(stream for stream, _event in events):
+        pipe.expire(stream, JOB_EVENTS_TTL_SECONDS)
+
+
+class Outbox:
+    """The events of the job a worker is running, held so the worker can write them in
+    the same transaction that records the job's end: one round trip instead of one per
+    event, and the creator never hears "completed" before RQ says so.
+
+    A job still running ``HOLD_SECONDS`` after it started is a slow one: its events are
+    sent at once from then on, so its creator sees progress live, in order.
+    """
+
+    HOLD_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, JobEvent]] = []
+        self.started = time.monotonic()
+        self.connection: redis.Redis | None = None
+
+    def add(self, connection: redis.Redis, reply_to: str, event: JobEvent) -> None:
+        self.events.append((reply_to, event))
+        self.connection = connection
+        if time.monotonic() - self.started > self.HOLD_SECONDS:
+            self.send()
+
+    def take(self) -> list[tuple[str, JobEvent]]:
+        """The held events, in the order they were written; the outbox is left empty."""
+        events, self.events = self.events, []
+        return events
+
+    def send(self) -> None:
+        """Write the held events now (a slow job, or an end RQ records by itself)."""
+        events = self.take()
+        if events and self.connection is not None:
+            with self.connection.pipeline(transaction=False) as pipe:
+                write_events(pipe, events)
+                pipe.execute()
+
+
+_held = threading.local()
+
+
+@contextmanager
+def holding_events() -> Iterator[Outbox]:
+    """Hold the events published in this thread until the caller writes them (see Outbox).
+
+    Whatever is still held at the end is sent then, so leaving the block never loses one.
+    """
+    outbox = _held.outbox = Outbox()
+    try:
+        yield outbox
+    finally:
+        _held.outbox = None
+        outbox.send()
 
 
 def _publish_for(job: Job, connection: redis.Redis, event: JobEvent) -> None:

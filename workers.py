@@ -1,8 +1,9 @@
 """The course's job processors as RQ workers: JSON jobs, N at a time, quiet, clean Ctrl-C.
 
 Each worker is an RQ ``SimpleWorker`` (it runs jobs in its own process, without forking
-one per job), so it shows in ``rq info`` and rq-dashboard like any other. "Two jobs at a
-time" is two worker processes: an RQ worker runs one job at a time.
+one per job), so it shows in ``rq info`` and rq-dashboard like any other; it is
+lean_worker's, which writes RQ's own bookkeeping in one round trip per job. "Two jobs at
+a time" is two worker processes: an RQ worker runs one job at a time.
 
 Ctrl-C or SIGTERM asks each worker for RQ's warm shutdown: it ends the job it is running,
 then deregisters. In a terminal Ctrl-C reaches every process of the group, and the parent
@@ -29,12 +30,15 @@ import threading
 from contextlib import suppress
 
 import redis
+from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from rq.serializers import JSONSerializer
 
 import common
 import config
 import jobs
 import recovery
+from lean_worker import LeanWorker
 
 VERBOSE_ENV = "RQ_VERBOSE"
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -84,7 +88,7 @@ class _CourseLines(logging.LoggerAdapter):
             self.logger.error(msg, *args, **kwargs)
 
 
-class ProcessorWorker(recovery.RecoveringWorker):
+class ProcessorWorker(LeanWorker):
     """A worker whose warm shutdown is bounded: a job still running ``shutdown_grace()``
     seconds after the stop signal is stopped as a second signal would (it fails, and its
     creator hears why), so a stopped processor always exits.
@@ -110,6 +114,14 @@ class ProcessorWorker(recovery.RecoveringWorker):
         if self._redis_lost:  # the first command since Redis came back
             self._redis_lost = False
             common.log(common.CONNECTED)
+
+    def handle_exception(self, job: Job, *exc_info: object) -> None:
+        """RQ logs a failed job's traceback here; unless RQ_VERBOSE, not even formatted
+        (the creator hears the one-line reason, and RQ's failed registry keeps it)."""
+        if verbose():
+            super().handle_exception(job, *exc_info)
+        else:
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
 
     def request_stop(self, signum: int, frame: object) -> None:
         super().request_stop(signum, frame)

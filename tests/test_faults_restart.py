@@ -1,18 +1,24 @@
 """Issue 7, Redis restart: Redis (AOF on) stopped and started again while a creator, two
 processors and both servers run. They print the course's not-connected line, retry and
 carry on; the servers answer JSON 503 meanwhile and recover by themselves; no queued job
-is lost."""
+is lost. And again while a processor is busy with a stream of jobs: none is left
+"started"."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
+import threading
 from collections import Counter
 
 from rq import Worker
 
+import job_events
 import jobs
+import notifications
 from common import CONNECTED
 from constants import PUSH_NOTIFICATION_QUEUE_2
 from local_redis import RedisServer, RedisServerNotFound
@@ -111,5 +117,46 @@ def test_a_redis_restart_loses_nothing_and_everyone_carries_on(tmp_path):
         for pid in worker_pids:  # processor 7's workers, children of its killed parent
             if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        connection.close()
+        server.close()
+
+
+def test_a_redis_restart_while_jobs_flow_leaves_no_job_started(tmp_path):
+    """Redis stopped for a second while a processor is busy with a stream of jobs: its
+    workers wait, record the ends they could not write, and go on. Every job ends once
+    in RQ's registries, none stays "started", the processor stays up and exits 0."""
+    try:
+        server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
+    except RedisServerNotFound as error:
+        skip_unless_ci(str(error))
+    connection = jobs.rq_connection(server.url)
+    processor = Script("7_job_processor", server.url)
+    try:
+        wait_until(lambda: Worker.count(connection=connection) == 2, "processor 7's workers")
+        queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+        count = 3_000
+        with job_events.JobBatch(queue) as batch:
+            with contextlib.redirect_stdout(io.StringIO()):
+                notifications.create_notification_jobs(
+                    batch, [GOOD] * count, notifications.push_tracked_notification)
+            wait_until(lambda: queue.finished_job_registry.count > 200, "jobs flowing")
+            server.stop()
+            read_until(processor, NOT_CONNECTED)
+            server.start()
+            finals: list[job_events.JobEvent] = []
+            reader = threading.Thread(daemon=True, target=lambda: finals.extend(
+                event for event in batch.events() if event.is_final))
+            reader.start()
+            reader.join(timeout=60)
+            assert not reader.is_alive(), f"{count - len(finals)} jobs never ended"
+        assert {event.job_id for event in finals} == set(batch.job_ids)
+        wait_until(lambda: queue.finished_job_registry.count == count, "every job finished")
+        assert queue.started_job_registry.get_job_ids() == []
+        assert len(queue) == 0 and processor.process.poll() is None
+        assert processor.interrupt(timeout=40) == 0, processor.stderr
+        print(f"restart while jobs flow: {count} jobs, {len(finals)} heard final, "
+              f"{queue.finished_job_registry.count} finished, 0 left started")
+    finally:
+        processor.kill()
         connection.close()
         server.close()

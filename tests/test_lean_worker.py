@@ -1,0 +1,174 @@
+"""The lean worker leaves in Redis exactly what RQ's own SimpleWorker leaves.
+
+The same jobs (a success with progress events, a blacklisted number, bad data, a job
+that returns a value, a job that raises, jobs enqueued by plain RQ with no events) run
+through RQ's SimpleWorker, then, on an emptied Redis, through lean_worker.LeanWorker.
+Every key, its type, its fields and its expiry are compared once timestamps, execution
+ids and durations are blanked: at the end, and from inside two running jobs (what a job
+start writes, and what the previous job's end left). If an RQ upgrade changes its
+bookkeeping, this fails.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from redis.connection import AbstractConnection
+from rq import SimpleWorker, get_current_job
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+import job_events
+import jobs
+import notifications
+from lean_worker import LeanWorker
+
+QUEUE = "lean_compare"
+STREAM = "queuing:job_events:compare"
+
+_BLANKS = [
+    (re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?"), b"<time>"),
+    (re.compile(rb"\b[0-9a-f]{32}\b"), b"<id>"),
+    (re.compile(rb"^\d{9,10}(\.\d+)?$"), b"<epoch>"),
+    (re.compile(rb"^0\.\d+(e-\d+)?$|^\d+\.\d+e-\d+$"), b"<seconds>"),
+    (re.compile(rb"^\d{10}-\d+$"), b"<stream-id>"),
+]
+
+
+def _blank(value: Any) -> Any:
+    if isinstance(value, bytes):
+        for pattern, blank in _BLANKS:
+            value = pattern.sub(blank, value)
+    return value
+
+
+def _snapshot(connection) -> dict[bytes, Any]:
+    """Every key: its type, its expiry (rounded to 10 s) and its content, blanked."""
+    state = {}
+    for key in sorted(connection.keys("*")):
+        kind = connection.type(key)
+        if kind == b"hash":
+            value = {field: _blank(v) for field, v in connection.hgetall(key).items()
+                     if field not in (b"pid", b"ip_address", b"data" if b"result" in key else b"")}
+            value.pop(b"exc_string", None)  # compressed traceback: differs by line numbers
+        elif kind == b"zset":
+            value = sorted(_blank(member) for member in connection.zrange(key, 0, -1))
+        elif kind == b"set":
+            value = sorted(_blank(member) for member in connection.smembers(key))
+        elif kind == b"list":
+            value = [_blank(item) for item in connection.lrange(key, 0, -1)]
+        elif kind == b"stream":
+            value = [{f: _blank(v) for f, v in fields.items() if f != b"exc_string"}
+                     for _id, fields in connection.xrange(key)]
+        else:
+            value = _blank(connection.get(key))
+        ttl = connection.ttl(key)
+        state[_blank(key)] = (kind, value, ttl if ttl < 0 else round(ttl, -1))
+    return state
+
+
+SNAPSHOTS: list[dict[bytes, Any]] = []
+
+
+def snapshot_redis() -> None:
+    """A job that records what Redis holds while it runs (after the previous job's end)."""
+    SNAPSHOTS.append(_snapshot(get_current_job().connection))
+
+
+def _run(connection, worker_class) -> dict[bytes, Any]:
+    queue = jobs.json_queue(QUEUE, connection)
+    with job_events.JobBatch(queue, stream=STREAM) as batch:
+        for number, phone in enumerate(["4153518743", "4153518780", 7], start=1):
+            batch.add(notifications.push_tracked_notification,
+                      {"phoneNumber": phone, "message": "hi"}, job_id=str(number))
+        queue.enqueue("builtins.len", [1, 2, 3], job_id="4")  # a return value, no events
+        queue.enqueue("builtins.int", "not a number", job_id="5")  # raises ValueError
+        queue.enqueue(snapshot_redis, job_id="6")
+        queue.enqueue(snapshot_redis, job_id="7")
+        SNAPSHOTS.clear()
+        worker = worker_class([queue], connection=connection, serializer=JSONSerializer,
+                              name="compare")
+        worker.work(burst=True)
+        events = [event.fields() for event in batch.events(block_ms=100)]
+        statuses = [Job.fetch(str(n), connection=connection, serializer=JSONSerializer)
+                    .get_status() for n in range(1, 8)]
+        state = _snapshot(connection)
+    return {"events": events, "statuses": statuses, "state": state, "running": list(SNAPSHOTS)}
+
+
+@pytest.fixture
+def connection(redis_url, real_redis):
+    return jobs.rq_connection(redis_url)
+
+
+def test_lean_worker_leaves_what_rq_simple_worker_leaves(connection):
+    rq_run = _run(connection, SimpleWorker)
+    connection.flushdb()  # a throwaway server of the test's own (conftest.redis_url)
+    lean_run = _run(connection, LeanWorker)
+
+    assert rq_run["statuses"] == [JobStatus.FINISHED, JobStatus.FAILED, JobStatus.FAILED,
+                                  JobStatus.FINISHED, JobStatus.FAILED, JobStatus.FINISHED,
+                                  JobStatus.FINISHED]
+    assert len(rq_run["running"]) == 2
+    assert lean_run["events"] == rq_run["events"]
+    assert lean_run["statuses"] == rq_run["statuses"]
+    assert lean_run["state"].keys() == rq_run["state"].keys()
+    for key, value in rq_run["state"].items():
+        assert lean_run["state"][key] == value, key
+    for rq_state, lean_state in zip(rq_run["running"], lean_run["running"], strict=True):
+        assert lean_state.keys() == rq_state.keys()
+        for key, value in rq_state.items():
+            assert lean_state[key] == value, key
+
+
+def test_lean_worker_takes_one_round_trip_per_job(connection):
+    """While jobs wait, each end script also starts the next job: one round trip per job,
+    plus the first start (bench/README.md)."""
+    queue = jobs.json_queue(QUEUE, connection)
+    with job_events.JobBatch(queue, stream=STREAM) as batch:
+        for number in range(1, 21):
+            batch.add(notifications.push_tracked_notification,
+                      {"phoneNumber": "4153518743", "message": "hi"}, job_id=str(number))
+        worker = LeanWorker([queue], connection=connection, serializer=JSONSerializer)
+        worker.work(burst=True)  # registers, maintains, runs the first 20
+        calls = []
+        original = AbstractConnection.send_packed_command
+        for number in range(21, 41):
+            batch.add(notifications.push_tracked_notification,
+                      {"phoneNumber": "4153518743", "message": "hi"}, job_id=str(number))
+
+        def counted(self, *args, **kwargs):
+            calls.append(1)
+            return original(self, *args, **kwargs)
+
+        worker._last_heartbeat = worker._last_suspension_check = float("inf")  # not due
+        AbstractConnection.send_packed_command = counted
+        try:
+            for _ in range(20):
+                job, job_queue = worker.dequeue_job_and_maintain_ttl(timeout=None)
+                worker.execute_job(job, job_queue)
+        finally:
+            AbstractConnection.send_packed_command = original
+        assert len(calls) == 1 + 20
+        assert len(list(batch.events(block_ms=100))) == 40 * 3
+
+
+def test_a_job_started_ahead_goes_back_when_the_worker_stops(connection):
+    """max_jobs=1 stops the worker after job 1, whose end script already started job 2:
+    job 2 goes back to the front of the queue, as if never taken, and runs later."""
+    queue = jobs.json_queue(QUEUE, connection)
+    for number in (1, 2):
+        queue.enqueue(notifications.push_notification,
+                      {"phoneNumber": "4153518743", "message": "hi"}, job_id=str(number))
+    worker = LeanWorker([queue], connection=connection, serializer=JSONSerializer)
+    worker.work(burst=True, max_jobs=1)
+
+    second = Job.fetch("2", connection=connection, serializer=JSONSerializer)
+    assert second.get_status() == JobStatus.QUEUED
+    assert queue.get_job_ids() == ["2"]
+    assert queue.started_job_registry.get_job_ids() == []
+    assert connection.keys("rq:execution:*") == []
+    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    assert second.get_status(refresh=True) == JobStatus.FINISHED
