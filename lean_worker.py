@@ -32,6 +32,7 @@ from uuid import uuid4
 
 import redis
 from rq.defaults import DEFAULT_FAILURE_TTL, DEFAULT_WORKER_TTL
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -92,26 +93,40 @@ class LeanWorker(RecoveringWorker):
             started, self._next = self._next, None
             return started, self.queues[0]
         if self._lean() and not self._stop_requested:
+            # Busy meanwhile, so that a stop signal (RQ's _shutdown) asks rather than
+            # interrupts: a job the script starts is then run, not left "started".
+            state, self._state = self._state, WorkerStatus.BUSY
             while True:
                 request = self._start_request(self.queues[0])
                 reply = self._run_again_after_restarts(self._start_job, request.keys,
-                                                       request.args)
+                                                       request.args, stoppable=True)
                 if not reply:
                     break
                 job = self._started(reply, request)
                 if job is not None:
                     return job, self.queues[0]
+            self._state = state
+            if self._stop_requested:
+                raise StopRequested
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
-    def _run_again_after_restarts(self, script: Any, keys: list[str], args: list[str]) -> Any:
+    def _run_again_after_restarts(self, script: Any, keys: list[str], args: list[str],
+                                  stoppable: bool = False) -> Any:
         """Run a lean script; when Redis goes away (a restart), wait for it and run the
         same call again. Both scripts are written to be run twice: a second call after a
-        reply was lost returns what the first did, without doing it again."""
+        reply was lost returns what the first did, without doing it again. A stop signal
+        ends the wait for a ``stoppable`` call (a start: nothing to record yet)."""
         while True:
             try:
                 return script(keys=keys, args=args)
             except (redis.ConnectionError, redis.TimeoutError):
-                common.wait_until_connected(self.connection, quiet=True)
+                sleep = self._sleep_unless_stopping if stoppable else time.sleep
+                common.wait_until_connected(self.connection, sleep=sleep, quiet=True)
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        if self._stop_requested:
+            raise StopRequested
+        time.sleep(seconds)
 
     def _start_request(self, queue: Queue) -> StartRequest:
         """The keys and arguments of lean_scripts' start_job for the next job of ``queue``."""

@@ -123,6 +123,11 @@ class ProcessorWorker(LeanWorker):
         else:
             call_exception_handlers(self._exc_handlers, job, *exc_info)
 
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        if _stop_signalled:  # a stop came before, and its KeyboardInterrupt was lost
+            self._stop_requested = True
+
     def request_stop(self, signum: int, frame: object) -> None:
         super().request_stop(signum, frame)
         # RQ takes a second signal within 1 s for a copy of the first (a terminal sends one
@@ -137,7 +142,15 @@ def make_worker(queue_name: str, connection: redis.Redis) -> ProcessorWorker:
     return ProcessorWorker([queue_name], connection=connection, serializer=JSONSerializer)
 
 
+# A stop signal that came before RQ installed its handlers. Its KeyboardInterrupt can be
+# lost (raised inside a __del__ that Python is running, it is only printed), so the
+# worker also looks at this once RQ's handlers are in place.
+_stop_signalled = False
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    global _stop_signalled
+    _stop_signalled = True
     raise KeyboardInterrupt
 
 
@@ -153,8 +166,10 @@ def work(queue_name: str, url: str | None = None) -> int:
         worker = make_worker(queue_name, jobs.rq_connection(url))
         worker.work(logging_level=logging_level())
     except KeyboardInterrupt:
-        # Stopped before RQ installed its signal handlers: undo the registration, if any.
+        # Stopped before RQ installed its signal handlers: undo the registration, if any,
+        # on new connections (one interrupted while connecting cannot be used again).
         if worker is not None:
+            worker.connection.connection_pool.disconnect(inuse_connections=False)
             with suppress(redis.RedisError):
                 worker.register_death()
     except redis.ConnectionError as error:

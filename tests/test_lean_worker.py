@@ -12,11 +12,13 @@ bookkeeping, this fails.
 from __future__ import annotations
 
 import re
+import signal
 from typing import Any
 
 import pytest
 from redis.connection import AbstractConnection
 from rq import SimpleWorker, get_current_job
+from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -172,3 +174,30 @@ def test_a_job_started_ahead_goes_back_when_the_worker_stops(connection):
     assert connection.keys("rq:execution:*") == []
     SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
     assert second.get_status(refresh=True) == JobStatus.FINISHED
+
+
+def test_a_stop_signal_during_the_start_script_lets_the_started_job_run(connection):
+    """A stop signal that comes while the start script runs only asks the worker to stop
+    (RQ's warm shutdown): the job the script started is returned to run, not left
+    "started" by a worker that is gone; with no job to start, the worker stops."""
+    queue = jobs.json_queue(QUEUE, connection)
+    queue.enqueue(notifications.push_notification,
+                  {"phoneNumber": "4153518743", "message": "hi"}, job_id="1")
+    worker = LeanWorker([queue], connection=connection, serializer=JSONSerializer)
+    worker.register_birth()
+    start_job = worker._start_job
+
+    def signalled_start(**kwargs):
+        worker.request_stop(signal.SIGTERM, None)  # as RQ's handler would
+        return start_job(**kwargs)
+
+    worker._start_job = signalled_start
+    job, _queue = worker.dequeue_job_and_maintain_ttl(timeout=None)
+    assert job.id == "1" and worker._stop_requested
+    worker.execute_job(job, queue)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+    worker._stop_requested = False
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(timeout=None)  # nothing to start: it stops
+    worker.register_death()
