@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     client = common.connect()
     rq_client = common.connect(decode_responses=False)
     common.wait_until_connected(client)
+    stop = stop_on_signals()  # before the started line: a Ctrl-C after it is always ours
     if not args.once:
         common.log(f"Uptime worker started: a round every {interval:g}s")
-    stop = stop_on_signals()
     while not stop.is_set():
         started = time.monotonic()
         try:
