@@ -65,7 +65,7 @@ def run_script(name: str, redis_url: str | None, *args: str, timeout: float = 30
 class Script:
     """A script running in the background whose output lines can be awaited one by one.
 
-    ``argv`` runs another command instead of ``python <name>.py <args>`` (gunicorn, say).
+    ``argv`` runs another command instead of ``python <name>.py <args>`` (granian, say).
     """
 
     def __init__(self, name: str, redis_url: str | None, *args: str,
