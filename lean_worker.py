@@ -1,4 +1,4 @@
-"""An RQ SimpleWorker that does RQ's own bookkeeping of a job in two round trips.
+"""An RQ SimpleWorker that does RQ's own bookkeeping of a job in one round trip.
 
 RQ's SimpleWorker talks to Redis about 23 times per job (state, three heartbeats, the
 dequeue, the job hash, two transactions to start the job, one to end it, and more), and
@@ -10,13 +10,16 @@ packs and parses some 60 commands in Python: that was ~90 % of a worker's time
    started exactly as RQ's ``prepare_execution`` and ``prepare_job_execution`` do;
 2. **end**: record it finished or failed as RQ's ``handle_job_success`` or
    ``handle_job_failure`` do, with the job's events (job_events.Outbox) in the same
-   script, so a creator never hears "completed" before RQ says so.
+   script, so a creator never hears "completed" before RQ says so; then start the next
+   waiting job, as the start script would. While jobs wait, that is one round trip per
+   job; a worker that stops puts a job started that way back at the front of the queue.
 
 Jobs stay RQ jobs, in RQ's registries, seen by ``rq info`` and the dashboard. Whatever is
-not the plain case goes through RQ's own code: an empty queue (RQ's blocking dequeue),
-retries, repeats, a stopped job, a ``Retry`` result, a TTL of 0, dependents, several
-queues. The worker's heartbeat and the ``rq suspend`` check run once a second, not once
-per job. tests/test_lean_worker.py compares what this worker and RQ's SimpleWorker leave
+not the plain case goes through RQ's own code: an empty queue (RQ's blocking dequeue, and
+RQ's start of the job it returns), retries, repeats, a stopped job, a ``Retry`` result, a TTL of 0,
+dependents, several queues. The worker's heartbeat and the ``rq suspend`` check run once
+a second, not once per job. Both scripts can be run again after a reply lost to a Redis
+restart. tests/test_lean_worker.py compares what this worker and RQ's SimpleWorker leave
 in Redis for the same jobs.
 """
 
@@ -62,7 +65,7 @@ class StartRequest(NamedTuple):
 
 
 class LeanWorker(RecoveringWorker):
-    """RQ's SimpleWorker, two round trips per job (see the module's docstring)."""
+    """RQ's SimpleWorker, one round trip per job (see the module's docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -159,24 +162,30 @@ class LeanWorker(RecoveringWorker):
         return job
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """SimpleWorker.execute_job for a job the start script started: run it, holding
-        its events for the end script."""
-        execution = self._execution_of(job)
-        if execution is None:  # taken by RQ's own dequeue
+        """SimpleWorker.execute_job, holding the job's events for the end script. A job
+        RQ's own blocking dequeue took is started by RQ's own code."""
+        if not self._lean():
             super().execute_job(job, queue)
             return
+        execution = self._execution_of(job)
+        rq_start = execution is None
+        if rq_start:
+            execution = self.prepare_execution(job)
         with job_events.holding_events() as self._outbox:
             try:
-                self._perform(job, queue, execution)
+                self._perform(job, queue, execution, rq_start)
             finally:
                 self._outbox = None
 
     def _execution_of(self, job: Job) -> Execution | None:
         return next((e for e in self.executions.values() if e.job_id == job.id), None)
 
-    def _perform(self, job: Job, queue: Queue, execution: Execution) -> None:
-        """RQ's perform_job after its prepare_job_execution (done by the start script)."""
+    def _perform(self, job: Job, queue: Queue, execution: Execution, rq_start: bool) -> None:
+        """RQ's perform_job; its prepare_job_execution was done by the start script,
+        unless ``rq_start``."""
         try:
+            if rq_start:
+                self.prepare_job_execution(job, remove_from_intermediate_queue=True)
             self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
             job.started_at = now()
             timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
@@ -235,9 +244,7 @@ class LeanWorker(RecoveringWorker):
         job._status = JobStatus.FAILED
         try:
             self._end(job, queue, execution, self._registry_key(FailedJobRegistry, queue), result,
-                      result_ttl=ttl, ttl=registry_ttl,
-                      score=score,
-                      counter="failed_job_count")
+                      result_ttl=ttl, ttl=registry_ttl, score=score, counter="failed_job_count")
         except Exception:  # as RQ: log it; RQ's clean-up finds the job later
             self.log.exception("Worker %s: failed to persist failure of job %s", self.name, job.id)
             return

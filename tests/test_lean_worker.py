@@ -201,3 +201,25 @@ def test_a_stop_signal_during_the_start_script_lets_the_started_job_run(connecti
     with pytest.raises(StopRequested):
         worker.dequeue_job_and_maintain_ttl(timeout=None)  # nothing to start: it stops
     worker.register_death()
+
+
+class AfterAnIdleWait(LeanWorker):
+    """Every job taken by RQ's own blocking dequeue, as after an idle wait: RQ's start,
+    then the end script (whose start of a next job looks at an empty list)."""
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        return SimpleWorker.dequeue_job_and_maintain_ttl(self, timeout, max_idle_time)
+
+    def _start_request(self, queue):
+        request = super()._start_request(queue)
+        return request._replace(keys=["lean_compare:empty", *request.keys[1:]])
+
+
+def test_a_job_rq_dequeued_after_an_idle_wait_ends_as_rq_ends_it(connection):
+    rq_run = _run(connection, SimpleWorker)
+    connection.flushdb()  # a throwaway server of the test's own (conftest.redis_url)
+    lean_run = _run(connection, AfterAnIdleWait)
+    assert lean_run["events"] == rq_run["events"]
+    assert lean_run["statuses"] == rq_run["statuses"]
+    assert lean_run["state"] == rq_run["state"]
+    assert lean_run["running"] == rq_run["running"]
