@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tz = config.timezone()
+    grace = reminders.grace()
     client = common.connect()
     if args.command == "add":
         try:
@@ -55,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         if not found:
             common.log("No reminders")
         for reminder in found:
-            upcoming = reminders.next_slot(reminder, now, tz)
+            upcoming = reminders.upcoming_send(client, reminder, now, tz, grace)
+            due = " (due now: the next tick sends it)" if upcoming <= now else ""
             common.log(f"{reminder.id}: {reminder.message!r} to {', '.join(reminder.phones)} "
-                       f"at {', '.join(reminder.times)}; next {upcoming:%Y-%m-%d %H:%M %Z}")
+                       f"at {', '.join(reminder.times)}; next {upcoming:%Y-%m-%d %H:%M %Z}{due}")
     elif not reminders.remove_reminder(client, args.id):
         print(f"No reminder {args.id}", file=sys.stderr, flush=True)
         return 1

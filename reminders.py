@@ -146,6 +146,20 @@ def next_slot(reminder: Reminder, now: datetime, tz: tzinfo | None) -> datetime:
                if (slot := slot_at(day, hh_mm, tz)) > now)
 
 
+def upcoming_send(connection: redis.Redis, reminder: Reminder, now: datetime,
+                  tz: tzinfo | None, grace: timedelta) -> datetime:
+    """The slot the reminder is sent for next: one due now that no tick has sent yet (the
+    next tick sends it), else the first slot after ``now``."""
+    for slot in due_slots(reminder, now, tz, grace):
+        if not connection.exists(_sent_key(reminder, slot)):
+            return slot
+    return next_slot(reminder, now, tz)
+
+
+def _sent_key(reminder: Reminder, slot: datetime) -> str:
+    return REMINDER_SENT_KEY.format(reminder_id=reminder.id, slot=slot.isoformat())
+
+
 # -- Sending -------------------------------------------------------------------------------
 
 def send_due(connection: redis.Redis, rq_connection: redis.Redis, now: datetime,
@@ -154,8 +168,8 @@ def send_due(connection: redis.Redis, rq_connection: redis.Redis, now: datetime,
     sent = []
     for reminder in all_reminders(connection):
         for slot in due_slots(reminder, now, tz, grace):
-            key = REMINDER_SENT_KEY.format(reminder_id=reminder.id, slot=slot.isoformat())
-            if not connection.set(key, now.isoformat(), nx=True, ex=REMINDER_SENT_TTL_SECONDS):
+            if not connection.set(_sent_key(reminder, slot), now.isoformat(), nx=True,
+                                  ex=REMINDER_SENT_TTL_SECONDS):
                 continue  # another tick sent this slot already
             for phone in reminder.phones:
                 job = senders.enqueue_sms(rq_connection, phone, reminder.message)
@@ -165,15 +179,21 @@ def send_due(connection: redis.Redis, rq_connection: redis.Redis, now: datetime,
     return sent
 
 
+def grace() -> timedelta:
+    """REMINDER_GRACE_SECONDS: how late a missed slot is still sent."""
+    return timedelta(seconds=config.positive_number(GRACE_ENV, DEFAULT_REMINDER_GRACE_SECONDS,
+                                                    os.environ))
+
+
 def tick() -> int:
     """The job RQ's cron queues every minute: send what is due now. Returns how many slots."""
     config.load_env()
-    grace = config.positive_number(GRACE_ENV, DEFAULT_REMINDER_GRACE_SECONDS, os.environ)
+    late = grace()
     connection = common.connect()
     rq_connection = common.connect(decode_responses=False)
     try:
         sent = send_due(connection, rq_connection, datetime.now(dt_timezone.utc),
-                        config.timezone(), timedelta(seconds=grace))
+                        config.timezone(), late)
     finally:
         connection.close()
         rq_connection.close()

@@ -212,3 +212,12 @@ def test_daylight_saving_days_still_send_each_time_once(fake_redis, rq_redis, da
                  for _, slot in reminders.send_due(fake_redis, rq_redis, now, PARIS, GRACE)
                  if slot.date() == day.date()]
     assert sent == ["09:00", "12:00", "18:00", "22:00"]
+
+
+def test_the_list_shows_a_slot_due_now_and_not_yet_sent_as_next(fake_redis, rq_redis):
+    """Added at 09:00:30 for 09:00: the next tick sends it today, not tomorrow."""
+    reminder = add(fake_redis, times="09:00,22:00", created_at=at("09:00").timestamp() + 30)
+    now = at("09:00") + timedelta(seconds=40)
+    assert reminders.upcoming_send(fake_redis, reminder, now, PARIS, GRACE) == at("09:00")
+    reminders.send_due(fake_redis, rq_redis, at("09:01"), PARIS, GRACE)
+    assert reminders.upcoming_send(fake_redis, reminder, at("09:01"), PARIS, GRACE) == at("22:00")
