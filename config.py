@@ -13,10 +13,12 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # common.run reads .env before a script starts, and ends it on a ConfigError (status 2).
-from common import ConfigError, load_env
+# REDIS_URL is checked in common, where every client is made.
+from common import ConfigError, check_redis_url, load_env
+from constants import DEFAULT_REDIS_URL
 
-__all__ = ["ConfigError", "load_env", "positive_number", "timezone"]
-
+__all__ = ["DEFAULT_REDIS_URL", "ConfigError", "check_redis_url", "load_env",
+           "positive_number", "timezone"]
 
 
 def positive_number(name: str, default: float, env: Mapping[str, str] = os.environ) -> float:

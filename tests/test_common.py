@@ -1,11 +1,17 @@
 """common.py: the connection from REDIS_URL, the course's log lines, clean exits."""
 
+import asyncio
 import itertools
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 import redis
 
 import common
+from tests.scripts import ROOT
 
 
 def test_redis_print_shows_the_server_reply(capsys):
@@ -121,3 +127,273 @@ def test_quiet_wait_says_connected_only_after_a_failure(capsys):
         f"Redis client not connected to the server: {REFUSED}",
         "Redis client connected to the server",
     ]
+
+
+# --- REDIS_URL: every unusable value is one line naming the variable, never its value ---
+
+SECRET = "s3cret"
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://localhost", "redis://, rediss:// or unix://"),
+    ("REDIS://localhost", "redis://, rediss:// or unix://"),
+    ("localhost:6379", "redis://, rediss:// or unix://"),
+    (f"redis://:{SECRET}@localhost:notaport", "port"),
+    (f"redis://:{SECRET}@localhost:99999", "port"),
+    (f"redis://:{SECRET}@localhost:0", "port"),
+    (f"redis://:{SECRET}@[::1", "not a URL that can be read"),
+    (f"redis://:{SECRET}@localhost:6379/notadb", "database"),
+    (f"redis://:{SECRET}@localhost:6379/-1", "database"),
+    (f"redis://:{SECRET}@localhost:6379/1/2", "database"),
+    (f"redis://:{SECRET}@localhost:6379?db=x", "db"),
+    (f"redis://:{SECRET}@localhost:6379?db=-1", "db"),
+    (f"redis://:{SECRET}@localhost:6379?db=", "db"),
+    (f"rediss://:{SECRET}@localhost:6380?ssl_cert_reqs=bogus", "none, optional or required"),
+    (f"rediss://:{SECRET}@localhost:6380?ssl_check_hostname=maybe", "ssl_check_hostname"),
+    (f"rediss://:{SECRET}@localhost:6380?ssl_min_version=99", "ssl_min_version"),
+    (f"rediss://:{SECRET}@localhost:6380?ssl_include_verify_flags=NOPE", "ssl_include_verify"),
+    (f"redis://:{SECRET}@localhost:6379?ssl_cert_reqs=none", "rediss://"),
+    (f"redis://:{SECRET}@localhost:6379?client_name=a%20b", "client_name"),
+    (f"redis://:{SECRET}@localhost:6379?client_name=a%0Ab", "client_name"),
+    (f"redis://:{SECRET}@localhost:6379?socket_timeout=-1", "socket_timeout"),
+    (f"redis://:{SECRET}@localhost:6379?socket_timeout=nan", "socket_timeout"),
+    (f"redis://:{SECRET}@localhost:6379?socket_connect_timeout=soon", "socket_connect_timeout"),
+    (f"redis://:{SECRET}@localhost:6379?max_connections=0", "max_connections"),
+    (f"redis://:{SECRET}@localhost:6379?health_check_interval=-1", "health_check_interval"),
+    (f"redis://:{SECRET}@localhost:6379?protocol=4", "protocol"),
+    (f"redis://:{SECRET}@localhost:6379?retry_on_timeout=off", "retry_on_timeout"),
+    (f"redis://:{SECRET}@localhost:6379?timeout=2", "timeout"),
+    (f"redis://:{SECRET}@localhost:6379?retry_on_error=x", "retry_on_error"),
+    (f"redis://:{SECRET}@localhost:6379?foo=bar", "an option redis-py does not know"),
+    (f"rediss://:{SECRET}@localhost:6379?ssl_cert_req=none", "did you mean ssl_cert_reqs?"),
+    (f"redis://localhost:6379?{SECRET}=1", "an option redis-py does not know"),
+    ("unix://", "path"),
+    (f"unix://:{SECRET}@/run/redis.sock?socket_keepalive=yes", "socket_keepalive"),
+])
+def test_unusable_redis_url_is_one_line_naming_the_variable(url, says):
+    with pytest.raises(common.InvalidRedisURL) as caught:
+        common.connect(url)
+    message = str(caught.value)
+    assert message.startswith("REDIS_URL is not a usable Redis URL")
+    assert says in message
+    assert "\n" not in message
+    assert SECRET not in message and "localhost" not in message
+
+
+@pytest.mark.parametrize("url", [
+    "redis://localhost:6379",
+    "redis://localhost",
+    "redis://",
+    "redis://:pw@localhost:6379/0",
+    "redis://user:pw@localhost:6379/15/",
+    "redis://localhost:6379?db=3&socket_timeout=2.5&socket_connect_timeout=1"
+    "&socket_keepalive=true&retry_on_timeout=no&health_check_interval=0&max_connections=5"
+    "&protocol=3&client_name=queuing-system&socket_read_size=65536",
+    "redis://[::1]:6379/1",
+    "rediss://user:pw@localhost:6380?ssl_cert_reqs=none&ssl_check_hostname=false",
+    "rediss://localhost:6380?ssl_ca_certs=/tmp/ca%20dir/ca.pem&ssl_cert_reqs=required"
+    "&ssl_min_version=771&ssl_include_verify_flags=VERIFY_X509_STRICT",
+    "unix:///run/redis/redis.sock",
+    "unix:///run/redis/redis.sock?db=2&client_name=worker",
+])
+def test_usable_redis_urls_are_accepted(url):
+    common.connect(url)
+    common.connect_async(url)
+
+
+def test_url_options_reach_the_client():
+    url = "rediss://localhost:6380/4?ssl_cert_reqs=optional&socket_timeout=2.5&client_name=w1"
+    kwargs = common.connect(url).connection_pool.connection_kwargs
+    assert (kwargs["db"], kwargs["ssl_cert_reqs"], kwargs["socket_timeout"]) == (4, "optional", 2.5)
+    assert kwargs["client_name"] == "w1"
+
+
+EMPTY_URL_LINE = ("REDIS_URL is empty: unset it to use the default redis://localhost:6379, "
+                  "or set it to a Redis URL")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_redis_url_is_refused_not_taken_for_localhost(value, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(common.ConfigError) as caught:
+        common.connect()
+    assert str(caught.value) == EMPTY_URL_LINE
+
+
+def test_every_client_maker_refuses_an_empty_redis_url(monkeypatch):
+    import jobs
+    import web
+
+    monkeypatch.setenv("REDIS_URL", "")
+    for make in (common.connect, common.connect_async, jobs.rq_connection, web.web_client):
+        with pytest.raises(common.ConfigError, match=r"^REDIS_URL is empty"):
+            make()
+
+
+def test_an_empty_redis_url_ends_a_script_with_one_line_before_any_connection(monkeypatch,
+                                                                              capsys):
+    monkeypatch.setenv("REDIS_URL", "")
+    with pytest.raises(SystemExit) as exited:
+        common.run(lambda: (common.connect(), 99)[1])  # 99: the URL was taken
+    assert exited.value.code == 2
+    assert capsys.readouterr() == ("", EMPTY_URL_LINE + "\n")
+
+
+# --- What only the server can tell about a setting ---
+
+class RefusingClient:
+    """Its PING fails as a server refusing the connection's settings makes it fail."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def ping(self):
+        raise self.error
+
+
+DB_OUT_OF_RANGE = redis.ResponseError("DB index is out of range")
+NAME_REFUSED = redis.ResponseError(
+    "Client names cannot contain spaces, newlines or special characters.")
+
+
+@pytest.mark.parametrize(("error", "says"), [
+    (DB_OUT_OF_RANGE, "REDIS_URL names a database the Redis server does not have"),
+    (NAME_REFUSED, "REDIS_URL has a client_name the Redis server refuses"),
+])
+def test_a_setting_the_server_refuses_is_a_config_error(error, says, capsys):
+    with pytest.raises(common.ConfigError, match=f"^{says}"):
+        common.wait_until_connected(RefusingClient(error), sleep=pytest.fail)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_web_server_checks_its_settings_once_and_starts_without_redis(capsys):
+    with pytest.raises(common.ConfigError, match=r"^REDIS_URL names a database"):
+        common.check_server_accepts(RefusingClient(DB_OUT_OF_RANGE))
+    common.check_server_accepts(RefusingClient(redis.ConnectionError(REFUSED)))
+    common.check_server_accepts(FlakyClient(0))
+    assert capsys.readouterr().out == ""
+
+
+def test_a_setting_the_server_refuses_is_a_config_error_for_async_clients():
+    class AsyncRefusingClient:
+        async def ping(self):
+            raise DB_OUT_OF_RANGE
+
+    with pytest.raises(common.ConfigError, match=r"^REDIS_URL names a database"):
+        asyncio.run(common.wait_until_connected_async(AsyncRefusingClient()))
+
+
+def test_other_server_errors_are_not_taken_for_settings():
+    error = redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        common.wait_until_connected(RefusingClient(error), sleep=pytest.fail)
+
+
+def test_a_wrong_password_is_waited_out_as_before(capsys):
+    class WrongPasswordThenRight:
+        failures = 2
+
+        def ping(self):
+            if self.failures:
+                self.failures -= 1
+                raise redis.AuthenticationError("invalid username-password pair")
+            return True
+
+    common.wait_until_connected(WrongPasswordThenRight(), sleep=lambda _: None)
+    assert capsys.readouterr().out.splitlines() == [
+        "Redis client not connected to the server: invalid username-password pair",
+    ] * 2 + ["Redis client connected to the server"]
+
+
+@pytest.mark.parametrize("error", [DB_OUT_OF_RANGE, NAME_REFUSED])
+def test_run_ends_a_refused_setting_with_one_line_and_status_2(error, capsys):
+    def main():
+        raise error  # as RQ's worker registration or a request would meet it
+
+    with pytest.raises(SystemExit) as exited:
+        common.run(main)
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("REDIS_URL ") and err.count("\n") == 1
+
+
+def test_run_lets_other_server_errors_through():
+    with pytest.raises(redis.ResponseError):
+        common.run(lambda: (_ for _ in ()).throw(redis.ResponseError("WRONGTYPE")))
+
+
+# --- Each line reaches stdout whole, in one write ---
+
+class CountingStream:
+    """A stream that records each write call, as an unbuffered stdout passes them on."""
+
+    def __init__(self):
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text):
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self):
+        self.flushes += 1
+
+
+def test_log_writes_each_line_with_its_newline_in_one_call(monkeypatch):
+    stream = CountingStream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    common.log("Notification job #1 completed")
+    common.redis_print(True)
+    assert stream.writes == ["Notification job #1 completed\n", "Reply: OK\n"]
+    assert stream.flushes == 2
+
+
+def test_log_error_writes_each_line_with_its_newline_in_one_call(monkeypatch):
+    stream = CountingStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    common.log_error("REDIS_URL is empty")
+    assert stream.writes == ["REDIS_URL is empty\n"]
+    assert stream.flushes == 1
+
+
+WRITER = """
+import sys
+import common
+sys.stderr.write("ready\\n")
+sys.stderr.flush()
+sys.stdin.readline()  # both writers start together
+for number in range({lines}):
+    common.log(f"Sending notification to 4153518780, with message: code {{number}} from "
+               + sys.argv[1])
+"""
+
+
+def test_two_unbuffered_processes_never_cut_each_others_lines():
+    # PYTHONUNBUFFERED=1, as in containers: without one write per line, a line of one
+    # process can end in the middle of the other's ("...code 162Sending notification...").
+    lines = 20000
+    read_end, write_end = os.pipe()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    try:
+        writers = [subprocess.Popen([sys.executable, "-c", WRITER.format(lines=lines), name],
+                                    cwd=ROOT, env=env, stdout=write_end,
+                                    stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for name in ("A", "B")]
+    finally:
+        os.close(write_end)
+    for writer in writers:
+        assert writer.stderr.readline() == "ready\n"
+    for writer in writers:
+        writer.stdin.write("go\n")
+        writer.stdin.close()
+    with os.fdopen(read_end) as reader:
+        output = reader.read()
+    for writer in writers:
+        assert writer.wait(timeout=60) == 0
+        writer.stderr.close()
+    got = output.splitlines()
+    assert len(got) == 2 * lines
+    pattern = re.compile(r"Sending notification to 4153518780, with message: code \d+ from [AB]")
+    cut = [line for line in got if not pattern.fullmatch(line)]
+    assert cut == []

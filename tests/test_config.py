@@ -57,3 +57,10 @@ def test_course_scripts_read_redis_url_from_env_file(tmp_path):
         assert f":{port}" in line
     finally:
         script.kill()
+
+
+def test_env_example_redis_url_is_usable():
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    url = next(line.partition("=")[2] for line in lines if line.startswith("REDIS_URL="))
+    assert url == config.DEFAULT_REDIS_URL
+    config.check_redis_url(url)
