@@ -19,7 +19,7 @@ import common
 import jobs
 import notifications
 from constants import PUSH_NOTIFICATION_QUEUE_3
-from job_events import LISTEN_SOCKET_TIMEOUT, JobBatch
+from job_events import LISTEN_SOCKET_TIMEOUT, JobBatch, require_json_queue
 
 NOT_AN_ARRAY = "Jobs is not an array"
 
@@ -28,11 +28,17 @@ event_line = partial(notifications.lifecycle_line, id_prefix="")
 
 
 def create_push_notifications_jobs(jobs_data: Any, queue: Queue) -> JobBatch:
-    """One job per item of ``jobs_data`` (a list) in push_notification_code_3, on the
-    connection of ``queue``; raise TypeError("Jobs is not an array") for anything else."""
+    """One job per item of ``jobs_data`` (a list) in ``queue`` (its connection, name and
+    serializer); raise TypeError("Jobs is not an array") for anything else.
+
+    ``queue`` must be a JSON queue (jobs.json_queue, as main's push_notification_code_3):
+    the workers read JSON jobs only. Any other queue raises ValueError before anything
+    is written or printed.
+    """
     if not isinstance(jobs_data, list):
         raise TypeError(NOT_AN_ARRAY)
-    batch = JobBatch(jobs.json_queue(PUSH_NOTIFICATION_QUEUE_3, queue.connection))
+    require_json_queue(queue)
+    batch = JobBatch(queue)
     try:
         notifications.create_notification_jobs(
             batch, jobs_data, notifications.push_tracked_notification)

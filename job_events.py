@@ -32,7 +32,7 @@ from rq.defaults import CALLBACK_TIMEOUT
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from rq.utils import now, utcformat
+from rq.utils import get_call_string, now, utcformat
 
 import common
 import jobs
@@ -224,6 +224,9 @@ def failure_reason(exc_type: type[BaseException] | None, exc_value: BaseExceptio
 # that other clients wait little behind one transaction (Redis runs it in ~1.5 ms here).
 ENQUEUE_BATCH = 500
 
+# The length past which RQ's Job.get_call_string cuts an argument's repr (adding "...").
+CALL_STRING_MAX_LENGTH = 75
+
 # JSON without spaces: json.loads (RQ's JSONSerializer) reads it the same, and the hash
 # stays small enough for Redis's compact encoding (README, "Redis settings").
 _COMPACT = (",", ":")
@@ -245,30 +248,36 @@ def enqueue_reporting(queue: Queue, func: Callable | str, *args: Any, job_id: st
     )
 
 
+def require_json_queue(queue: Queue) -> None:
+    """Raise ValueError unless ``queue`` serializes jobs with RQ's JSONSerializer: the
+    batched enqueue writes JSON job data, and the workers read nothing else."""
+    if queue.serializer is not JSONSerializer and type(queue.serializer) is not JSONSerializer:
+        raise ValueError(
+            f"queue {queue.name} is not a JSON queue (its serializer: "
+            f"{getattr(queue.serializer, '__name__', type(queue.serializer).__name__)}); "
+            "make it with jobs.json_queue(name, connection)")
+
+
 def job_template(queue: Queue, func: Callable | str, reply_to: str) -> JobTemplate:
     """The hash fields of a ``func`` job whose events go to ``reply_to``, made once by RQ's
     own Job (``Queue.create_job`` and ``Job.to_dict``, as ``Queue.enqueue`` does), so the
     fields and their values are RQ's. Left out, because RQ reads the job the same without
     them and each costs memory in every pending job:
 
-    - the fields that differ per job (``data``, ``created_at``, ``enqueued_at``):
-      :func:`enqueue_jobs` adds them;
+    - the fields that differ per job (``data``, ``description``, ``created_at``,
+      ``enqueued_at``): :func:`enqueue_jobs` adds them;
     - empty fields (``started_at``, ``worker_name``...): RQ reads a missing one as empty;
-    - the callbacks' timeouts when they are RQ's default: RQ reads a missing one as it;
-    - ``description``, RQ's repr of the call (119 B for a course job), which only RQ's
-      logs and rq-dashboard show: it alone would push every job hash past Redis's compact
-      encoding (``Job.description`` is then None).
+    - the callbacks' timeouts when they are RQ's default: RQ reads a missing one as it.
 
     The job's ``timeout`` stays, default or not: RQ's forking ``Worker`` adds 60 to it
     while watching a long job, and would fail on a missing one.
     """
-    if queue.serializer is not JSONSerializer:
-        raise ValueError(f"queue {queue.name} is not a JSON queue (jobs.json_queue)")
+    require_json_queue(queue)
     job = queue.create_job(func, meta={REPLY_TO: reply_to},
                            on_success=Callback(job_completed), on_failure=Callback(job_failed))
     fields = job.to_dict()
     fields["meta"] = json.dumps(job.meta, separators=_COMPACT)
-    for per_job in ("data", "created_at", "enqueued_at", "description"):
+    for per_job in ("data", "description", "created_at", "enqueued_at"):
         fields.pop(per_job, None)
     for name in ("success_callback_timeout", "failure_callback_timeout",
                  "stopped_callback_timeout"):
@@ -278,6 +287,14 @@ def job_template(queue: Queue, func: Callable | str, reply_to: str) -> JobTempla
     shared = [encode(part) for name, value in fields.items() if value not in ("", b"")
               for part in (name, value)]
     return JobTemplate(job.func_name, shared)
+
+
+def job_description(func_name: str, args: Sequence[Any]) -> str:
+    """The ``description`` RQ gives a ``func_name(*args)`` job (``Job.create`` takes
+    ``Job.get_call_string()``): RQ's log line for each job it takes shows it, coloured
+    in a terminal, where a job without one crashes the worker; rq-dashboard names the
+    job by it."""
+    return get_call_string(func_name, args, {}, max_length=CALL_STRING_MAX_LENGTH)
 
 
 def enqueue_jobs(queue: Queue, template: JobTemplate,
@@ -298,14 +315,16 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
     connection = queue.connection
     job_ids = jobs.reserve_job_ids(connection, len(args_per_job))
     stamp = utcformat(now()).encode()
-    fields = [*template.fields, b"created_at", stamp, b"enqueued_at", stamp, b"data"]
+    fields = [*template.fields, b"created_at", stamp, b"enqueued_at", stamp]
     key_prefix = queue.job_class.redis_job_namespace_prefix
     with connection.pipeline(transaction=True) as pipe:
         pipe.sadd(queue.redis_queues_keys, queue.key)  # what makes `rq info` list the queue
         for job_id, args in zip(job_ids, args_per_job, strict=True):
             # RQ's job data: [func_name, instance, args, kwargs], serialized by the queue.
             data = json.dumps([template.func_name, None, args, {}], separators=_COMPACT)
-            pipe.execute_command("HSET", key_prefix + job_id, *fields, data.encode())
+            description = job_description(template.func_name, args)
+            pipe.execute_command("HSET", key_prefix + job_id, *fields, b"data", data.encode(),
+                                 b"description", description.encode())
         pipe.rpush(queue.key, *job_ids)
         pipe.execute()
     return job_ids

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import fakeredis
 import pytest
+from rq import Queue
 from rq.job import Job
+from rq.serializers import DefaultSerializer
 
 import jobs
 import workers
@@ -65,11 +67,39 @@ def test_create_two_new_jobs_to_the_queue(queue, capsys):
     assert [job.get_status() for job in created] == ["queued", "queued"]  # not processed
 
 
-def test_jobs_go_to_push_notification_code_3_whatever_the_queue_given(queue):
-    other = jobs.json_queue("another_queue", queue.connection)
-    batch = create_push_notifications_jobs(TWO_JOBS[:1], other)
-    assert other.count == 0
-    assert queue.job_ids == batch.job_ids
+def test_jobs_go_to_the_queue_given_its_name_and_connection(queue, capsys):
+    elsewhere = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    other = jobs.json_queue("another_queue", elsewhere)
+    batch = create_push_notifications_jobs(TWO_JOBS, other)
+    assert capsys.readouterr().out == "".join(
+        f"Notification job created: {job_id}\n" for job_id in batch.job_ids)
+    assert other.job_ids == batch.job_ids
+    assert [job.args for job in other.jobs] == [[data] for data in TWO_JOBS]
+    assert [job.origin for job in other.jobs] == ["another_queue"] * 2
+    assert queue.count == 0  # nothing in push_notification_code_3, nor on its Redis
+
+
+@pytest.mark.parametrize("items", [TWO_JOBS, []], ids=["two-jobs", "empty-list"])
+@pytest.mark.parametrize("serializer", [None, DefaultSerializer, "pickle"],
+                         ids=["rq-default", "DefaultSerializer", "pickle-alias"])
+def test_a_queue_that_is_not_json_is_refused_before_anything_is_written(serializer, items,
+                                                                        capsys):
+    connection = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    pickled = Queue(PUSH_NOTIFICATION_QUEUE_3, connection=connection, serializer=serializer)
+    with pytest.raises(ValueError, match=rf"^queue {PUSH_NOTIFICATION_QUEUE_3} is not a JSON "
+                                         r"queue .*jobs\.json_queue"):
+        create_push_notifications_jobs(items, pickled)
+    assert connection.keys("*") == []  # no job, no id taken, no queue registered
+    assert capsys.readouterr().out == ""
+    assert pickled.jobs == []  # and RQ reads the queue as it was
+
+
+def test_not_an_array_comes_first_whatever_the_queue(capsys):
+    connection = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    pickled = Queue(PUSH_NOTIFICATION_QUEUE_3, connection=connection)
+    with pytest.raises(TypeError, match=r"^Jobs is not an array$"):
+        create_push_notifications_jobs("jobs", pickled)
+    assert connection.keys("*") == []
 
 
 def test_an_empty_list_creates_nothing(queue, capsys):

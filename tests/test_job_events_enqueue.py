@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
 import threading
+import zlib
 
 import fakeredis
 import pytest
 import redis
 from rq import Queue
+from rq.defaults import CALLBACK_TIMEOUT
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import DefaultSerializer
@@ -34,8 +37,13 @@ creator_7 = load_script("7_job_creator")
 
 SENT = creator_7.JOBS[2]  # 4153518743: progress 0, 50, completed
 BLACKLISTED = creator_7.JOBS[0]  # 4153518780: progress 0, failed
-# Fields RQ writes that a batched job leaves out (job_events.job_template says why).
-LEFT_OUT = {"description", "success_callback_timeout", "failure_callback_timeout"}
+# Fields RQ writes that a batched job leaves out (job_events.job_template says why): the
+# empty ones, and these at RQ's default value.
+LEFT_OUT = {"success_callback_timeout", "failure_callback_timeout"}
+# Fields that differ between any two jobs made at different times, and JSON the batched
+# job writes without spaces (and ``data`` without zlib), which RQ reads the same.
+PER_JOB = {b"created_at", b"enqueued_at"}
+SAME_JSON = {b"data", b"meta"}
 
 
 @pytest.fixture
@@ -64,7 +72,8 @@ def read_back(job: Job) -> dict:
         "ttl": job.ttl, "retries_left": job.retries_left, "dependency_ids": job.dependency_ids,
         "group_id": job.group_id, "worker_name": job.worker_name,
         "started_at": job.started_at, "ended_at": job.ended_at,
-        "call_string": job.get_call_string(),
+        "call_string": job.get_call_string(), "description": job.description,
+        "str": str(job).replace(f" {job.id}:", " ID:"),  # RQ's <Job id: description>
     }
 
 
@@ -86,18 +95,45 @@ def test_rq_reads_a_batched_job_as_one_of_its_own_queue_enqueue(connection):
     assert fast.get_status() == JobStatus.QUEUED
     for stamp in (fast.created_at, fast.enqueued_at):
         assert stamp is not None and abs((stamp - own.created_at).total_seconds()) < 5
-    assert fast.description is None  # left out; RQ's own: the call's repr
+    # RQ's worker logs (coloured in a terminal) and rq-dashboard show the description.
+    assert fast.description == own.description == (
+        "notifications.push_tracked_notification({'phoneNumber': '4153518743', "
+        "'message': 'This is the code 4321 to verify y...)")
     assert queue.job_ids == [fast_id, "rqs-own"]
 
-    # Field by field: a subset of RQ's own hash, without the empty and defaulted ones.
+    # Field by field: RQ's own hash, without the empty fields and the defaulted timeouts.
     fast_hash = connection.hgetall(fast.key)
     own_hash = connection.hgetall(own.key)
-    empty = {field.decode() for field, value in own_hash.items() if value == b""}
-    assert {field.decode() for field in fast_hash} == set(
-        field.decode() for field in own_hash) - empty - LEFT_OUT
-    for field in (b"success_callback_name", b"failure_callback_name", b"origin", b"status",
-                  b"timeout"):
-        assert fast_hash[field] == own_hash[field]
+    empty = {field for field, value in own_hash.items() if value == b""}
+    left_out = {field.encode() for field in LEFT_OUT}
+    assert set(fast_hash) == set(own_hash) - empty - left_out
+    for field in set(fast_hash) - PER_JOB - SAME_JSON:
+        assert fast_hash[field] == own_hash[field], field
+    assert json.loads(fast_hash[b"data"]) == json.loads(zlib.decompress(own_hash[b"data"]))
+    assert json.loads(fast_hash[b"meta"]) == json.loads(own_hash[b"meta"])
+    for field in LEFT_OUT:
+        assert int(own_hash[field.encode()]) == CALLBACK_TIMEOUT
+
+
+@pytest.mark.parametrize("data", [
+    SENT,
+    {"phoneNumber": "1", "message": "hi"},
+    {"phoneNumber": "4153518743", "message": "l'été \"quoted\" \u2603 " + "x" * 80},
+    "not an object",
+    None,
+], ids=["course", "short", "quotes-unicode-long", "str", "None"])
+def test_each_batched_job_has_the_description_rqs_enqueue_gives_it(fake_server, data):
+    connection = fakeredis.FakeRedis(server=fake_server)
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    other = {"phoneNumber": "2", "message": "another job, another description"}
+    with JobBatch(queue) as batch:
+        fast_ids = batch.add_many(notifications.push_tracked_notification, [(data,), (other,)])
+    for job_id, args in zip(fast_ids, [data, other], strict=True):
+        own = queue.enqueue(notifications.push_tracked_notification, args)
+        fast = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+        assert fast.description == own.description
+        assert connection.hget(fast.key, "description") == connection.hget(own.key,
+                                                                            "description")
 
 
 def test_a_batched_job_hash_stays_in_the_compact_encoding(connection, real_redis):
@@ -270,5 +306,6 @@ def test_ctrl_c_mid_enqueue_leaves_no_half_written_job(redis_url, connection):
     with connection.pipeline(transaction=False) as pipe:
         for job_id in queued:
             pipe.hlen(f"rq:job:{job_id}")
-        # Every job whole: the template's 6 fields, then data, created_at, enqueued_at.
-        assert set(pipe.execute()) == {9}
+        # Every job whole: the template's 6 fields, then created_at, enqueued_at, data,
+        # description.
+        assert set(pipe.execute()) == {10}
