@@ -6,10 +6,12 @@ import fakeredis
 import pytest
 from rq import Callback, Queue, SimpleWorker
 from rq.job import JobStatus
+from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-import allowed_jobs
-from allowed_jobs import AllowedJob
+import untrusted_jobs
+from job_events import JobBatch
+from untrusted_jobs import AllowedJob, SkipsUnreadableJobs
 
 
 @pytest.fixture
@@ -70,7 +72,58 @@ def test_our_own_job_runs(connection, capsys):
 
 
 def test_the_operator_may_allow_more(monkeypatch, connection):
-    monkeypatch.setenv(allowed_jobs.EXTRA_ENV, "builtins.len, builtins.abs")
+    monkeypatch.setenv(untrusted_jobs.EXTRA_ENV, "builtins.len, builtins.abs")
     job, _ = run_one(connection, f="builtins.len", args=([1, 2],))
     assert job.get_status() == JobStatus.FINISHED
     assert job.return_value() == 2
+
+
+# -- A job that cannot be read -------------------------------------------------------------
+
+class GuardedWorker(SkipsUnreadableJobs, SimpleWorker):
+    pass
+
+
+POISON = [("result_ttl", "abc"), ("timeout", "x"), ("created_at", "bad"),
+          ("dependency_ids", "{"), ("status", "nonsense"), ("failure_ttl", "x")]
+
+
+@pytest.mark.parametrize(("field", "value"), POISON)
+def test_a_job_hash_that_cannot_be_read_fails_with_one_line_and_the_worker_goes_on(
+        connection, capsys, field, value):
+    queue = Queue("poisoned", connection=connection, serializer=JSONSerializer)
+    with JobBatch(queue) as batch:
+        bad = batch.add("notifications.push_notification",
+                        {"phoneNumber": "4153518743", "message": "bad"}, job_id="1")
+        good = batch.add("notifications.push_notification",
+                         {"phoneNumber": "4153518743", "message": "good"}, job_id="2")
+        connection.hset(bad.key, field, value)
+        reported = []
+        worker = GuardedWorker([queue], connection=connection, serializer=JSONSerializer,
+                               job_class=AllowedJob)
+        worker.report_unreadable = reported.append
+        worker.work(burst=True)
+        events = list(batch.events(block_ms=100))
+    assert good.get_status() == JobStatus.FINISHED
+    assert "with message: good" in capsys.readouterr().out
+    assert len(reported) == 1 and reported[0].startswith("job 1 cannot be read (")
+    assert "\n" not in reported[0]
+    assert "1" in FailedJobRegistry(queue=queue).get_job_ids()
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    assert [(e.job_id, e.kind) for e in events if e.job_id == "1"] == [("1", "failed")]
+
+
+def test_a_job_key_of_the_wrong_type_fails_and_the_worker_goes_on(connection):
+    queue = Queue("poisoned", connection=connection, serializer=JSONSerializer)
+    connection.set("rq:job:666", "not a hash")
+    connection.rpush(queue.key, "666")
+    connection.sadd(queue.redis_queues_keys, queue.key)
+    good = queue.enqueue("notifications.push_notification",
+                         {"phoneNumber": "4153518743", "message": "good"})
+    reported = []
+    worker = GuardedWorker([queue], connection=connection, serializer=JSONSerializer,
+                           job_class=AllowedJob)
+    worker.report_unreadable = reported.append
+    worker.work(burst=True)
+    assert good.get_status() == JobStatus.FINISHED
+    assert [line.split(" (")[0] for line in reported] == ["job 666 cannot be read"]

@@ -1,0 +1,153 @@
+"""Only our own job functions run, whoever wrote the job into Redis.
+
+Jobs are data in Redis, and others may write there. Two things follow.
+
+**Only our functions.** An RQ job names its function and its callbacks by dotted path
+(``"os.system"``), and RQ imports whatever a job names: JSON payloads only limit the
+arguments. So whoever can write to Redis could run any function in our workers.
+:class:`AllowedJob` checks every
+name a job carries against :data:`JOB_FUNCTIONS` before anything is imported or called;
+a job naming anything else fails with one line (:class:`ForbiddenJob`), and a callback
+that is not ours is never called. Every worker of the project uses it as its
+``job_class``; RQ's own CLI takes it too (``rq worker --job-class untrusted_jobs.AllowedJob``).
+
+``EXTRA_JOB_FUNCTIONS`` (comma-separated dotted paths) lets an operator allow more, as
+the tests do for their own job functions; like every setting it is the operator's to set.
+
+**A job that cannot be read fails; the worker goes on.** RQ reads a job's hash when it
+takes it from the queue, and one malformed field (``result_ttl=abc``, a bad date, a key
+of the wrong type) raises there, which ends RQ's worker. :class:`SkipsUnreadableJobs`
+fails such a job instead (:func:`fail_unreadable`): out of the queue, into the failed
+registry, its creator told why when its reply stream can be read, one line printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+from rq.defaults import DEFAULT_FAILURE_TTL
+from rq.job import Job
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry
+from rq.utils import current_timestamp
+
+import job_events
+
+EXTRA_ENV = "EXTRA_JOB_FUNCTIONS"
+
+# The job functions and callbacks the project enqueues, by the name RQ stores.
+JOB_FUNCTIONS = frozenset({
+    "notifications.push_notification",
+    "notifications.push_tracked_notification",
+    "job_events.job_completed",
+    "job_events.job_failed",
+    "seats.take_seat",
+    "seats.job_completed",
+    "seats.job_failed",
+    "senders.send_sms",
+    "reminders.tick",
+})
+
+
+class ForbiddenJob(Exception):
+    """A job names a function or callback that is not one of ours."""
+
+
+def allowed_names(env: Mapping[str, str] = os.environ) -> frozenset[str]:
+    extra = {name.strip() for name in env.get(EXTRA_ENV, "").split(",") if name.strip()}
+    return JOB_FUNCTIONS | extra
+
+
+def forbidden_names(job: Job, allowed: frozenset[str]) -> list[str]:
+    """The names ``job`` carries (function, callbacks) that are not in ``allowed``."""
+    names = [job.func_name, job._success_callback_name, job._failure_callback_name,
+             job._stopped_callback_name]
+    return [name for name in names if name and name not in allowed]
+
+
+class AllowedJob(Job):
+    """An RQ Job that imports only allowed names (see the module's docstring)."""
+
+    @property
+    def func(self) -> Any:
+        refused = forbidden_names(self, allowed_names())
+        if refused:
+            raise ForbiddenJob(f"job {self.id} names {', '.join(refused)}, "
+                               "which is not one of this project's job functions")
+        if self.instance is not None:
+            raise ForbiddenJob(f"job {self.id} calls a method of an object; "
+                               "only plain job functions run here")
+        return super().func
+
+    @property
+    def success_callback(self) -> Any:
+        return super().success_callback if self._callback_allowed(
+            self._success_callback_name) else None
+
+    @property
+    def failure_callback(self) -> Any:
+        return super().failure_callback if self._callback_allowed(
+            self._failure_callback_name) else None
+
+    @property
+    def stopped_callback(self) -> Any:
+        return super().stopped_callback if self._callback_allowed(
+            self._stopped_callback_name) else None
+
+    @staticmethod
+    def _callback_allowed(name: str | None) -> bool:
+        return not name or name in allowed_names()
+
+
+def fail_unreadable(queue: Queue, job_id: str, error: BaseException) -> str:
+    """Fail job ``job_id`` of ``queue``, whose hash RQ could not read, without reading it
+    as RQ would: take it out of the queue (and the intermediate list RQ moved it to),
+    add it to the failed registry, and tell its creator when its meta names a reply
+    stream. Returns the one-line reason."""
+    reason = f"job {job_id} cannot be read ({type(error).__name__}: {_first_line(error)})"
+    connection = queue.connection
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.lrem(queue.key, 0, job_id)
+        pipe.lrem(queue.intermediate_queue_key, 0, job_id)
+        pipe.zadd(FailedJobRegistry(queue=queue).key,
+                  {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
+        pipe.execute()
+    job_key = queue.job_class.redis_job_namespace_prefix + job_id
+    try:
+        connection.hset(job_key, "status", "failed")
+        reply_to = json.loads(connection.hget(job_key, "meta") or "{}").get(job_events.REPLY_TO)
+    except (redis.ResponseError, ValueError, AttributeError):  # not a hash, meta unreadable
+        reply_to = None
+    if isinstance(reply_to, str) and reply_to.startswith(job_events.JOB_EVENTS_PREFIX):
+        job_events.publish(connection, reply_to,
+                           job_events.JobEvent(job_id, job_events.FAILED, error=reason))
+    return reason
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "no detail"
+
+
+class SkipsUnreadableJobs:
+    """A worker mixin: a job whose hash cannot be read is failed (:func:`fail_unreadable`)
+    and reported with ``report_unreadable``; the worker takes the next one."""
+
+    report_unreadable: Callable[[str], None] = staticmethod(print)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> Any:
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except Exception as error:
+                queue, job_id = getattr(error, "queue", None), getattr(error, "job_id", None)
+                if queue is None or job_id is None:  # not a job RQ failed to read
+                    raise
+                if isinstance(job_id, bytes):
+                    job_id = job_id.decode(errors="replace")
+                self.report_unreadable(fail_unreadable(queue, str(job_id), error))
