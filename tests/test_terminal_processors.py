@@ -40,7 +40,7 @@ def sending(data: dict) -> str:
 
 @dataclass(frozen=True)
 class Case:
-    processor: list[str] | str  # a script's name, or an argv whose "URL" is the Redis URL
+    processor: list[str] | str  # a script's name, or an argv (RQ's CLI reads REDIS_URL)
     workers: int
     creator: str
     queue: str
@@ -53,8 +53,7 @@ class Case:
     def processor_terminal(self, redis_url: str) -> Terminal:
         if isinstance(self.processor, str):
             return Terminal(self.processor, redis_url)
-        argv = [redis_url if part == "URL" else part for part in self.processor]
-        return Terminal(argv[3], redis_url, argv=argv)
+        return Terminal(self.processor[3], redis_url, argv=self.processor)
 
 
 CASES = {
@@ -62,12 +61,12 @@ CASES = {
                             [creator_6.JOB_DATA]),
     "7_job_processor": Case("7_job_processor", 2, "7_job_creator", PUSH_NOTIFICATION_QUEUE_2,
                             creator_7.JOBS),
-    "rq-worker": Case([*RQ, "worker", "-u", "URL", *SIMPLE_JSON, PUSH_NOTIFICATION_QUEUE_2],
+    "rq-worker": Case([*RQ, "worker", *SIMPLE_JSON, PUSH_NOTIFICATION_QUEUE_2],
                       1, "7_job_creator", PUSH_NOTIFICATION_QUEUE_2, creator_7.JOBS),
-    "rq-worker-pool": Case([*RQ, "worker-pool", "-u", "URL", "-n", "2", *SIMPLE_JSON,
+    "rq-worker-pool": Case([*RQ, "worker-pool", "-n", "2", *SIMPLE_JSON,
                             PUSH_NOTIFICATION_QUEUE_2],
                            2, "7_job_creator", PUSH_NOTIFICATION_QUEUE_2, creator_7.JOBS),
-    "rq-worker-8_job": Case([*RQ, "worker", "-u", "URL", *SIMPLE_JSON, PUSH_NOTIFICATION_QUEUE_3],
+    "rq-worker-8_job": Case([*RQ, "worker", *SIMPLE_JSON, PUSH_NOTIFICATION_QUEUE_3],
                             1, "8_job", PUSH_NOTIFICATION_QUEUE_3,
                             [{"phoneNumber": "4153518780",
                               "message": "This is the code 1234 to verify your account"}]),
@@ -152,7 +151,7 @@ def test_an_idle_processor_in_a_terminal_runs_a_creators_jobs(redis_url, case):
             assert in_order(creator.lines, lines), creator.text
         assert status == 0, creator.text
 
-        info = Terminal("rq info", redis_url, argv=[*RQ, "info", "-u", redis_url])
+        info = Terminal("rq info", redis_url, argv=[*RQ, "info"])
         assert info.finish() == 0, info.text
         failed = len(case.jobs) - len(sent)
         assert f"{case.queue} | 0, 0 executing, {len(sent)} finished, {failed} failed" in (
