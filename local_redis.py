@@ -32,7 +32,7 @@ STARTUP_TIMEOUT = 10.0
 
 # The project's Redis settings (README, "Redis settings"): a hash whose values are all at
 # most 256 bytes stays in Redis's compact listpack encoding, so a pending job (a hash
-# with values up to ~140 bytes) takes ~580 bytes instead of ~1,200. Redis 6.2's name of
+# with values up to ~140 bytes) takes ~760 bytes instead of ~1,370. Redis 6.2's name of
 # the option: Redis 7.0 takes it as another name of hash-max-listpack-value.
 SERVER_SETTINGS = ("--hash-max-ziplist-value", "256")
 
