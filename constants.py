@@ -25,6 +25,11 @@ SEAT_SERVERS_KEY = "seat_servers"
 SEAT_JOBS_KEY = "seat_jobs"
 INITIAL_SEATS = 50
 
+# A batch of jobs written by one enqueue (the key names its first job's id): a retried
+# enqueue writes nothing when it exists. It outlives any retry.
+BATCH_MARKER_KEY = "queuing:batch:{first_job_id}"
+BATCH_MARKER_SECONDS = 60 * 60
+
 # Job events (tasks 6-11): each creator gets a reply stream JOB_EVENTS_PREFIX + a random id.
 JOB_EVENTS_PREFIX = "queuing:job_events:"
 # An abandoned reply stream (its creator was stopped) goes away this long after its last event.

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -36,7 +37,14 @@ from rq.utils import get_call_string, now, utcformat
 
 import common
 import jobs
-from constants import JOB_EVENTS_PREFIX, JOB_EVENTS_TTL_SECONDS
+from constants import (
+    BATCH_MARKER_KEY,
+    BATCH_MARKER_SECONDS,
+    JOB_EVENTS_PREFIX,
+    JOB_EVENTS_TTL_SECONDS,
+)
+
+ENQUEUE_JOBS_LUA = (Path(__file__).parent / "lua" / "enqueue_jobs.lua").read_text()
 
 REPLY_TO = "reply_to"  # the job meta field naming the creator's stream
 
@@ -52,6 +60,8 @@ READ_COUNT = 1_000
 # While events flow, a creator reads at most once per READ_PAUSE_SECONDS, so that one
 # XREAD brings many events rather than each one (lines are printed at most 5 ms later).
 READ_PAUSE_SECONDS = 0.005
+# The failure a creator reports for a job whose hash vanished before it ended.
+LOST_JOB = "its job is no longer in Redis (Redis lost its data?)"
 
 
 @dataclass(frozen=True)
@@ -304,30 +314,49 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
     compact form of :func:`job_template`), in 2 round trips for the whole batch instead
     of 3 per job, and without RQ's Python work per job.
 
-    One INCRBY takes the ids; one MULTI/EXEC transaction writes every job hash and pushes
-    the ids onto the queue in one RPUSH, so a creator interrupted at any point (Ctrl-C)
-    leaves each job in Redis whole and queued, or not at all. The batch's jobs share one
-    timestamp (``created_at`` = ``enqueued_at``): the transaction makes them appear at the
-    same instant to every reader.
+    One INCRBY takes the ids; one Lua script (lua/enqueue_jobs.lua) writes every job hash
+    and pushes the ids onto the queue in one RPUSH, so a creator interrupted at any point
+    (Ctrl-C) leaves each job in Redis whole and queued, or not at all. The batch's jobs
+    share one timestamp (``created_at`` = ``enqueued_at``): they appear at the same
+    instant to every reader.
+
+    A Redis restart or stall does not end the creator: it prints the course's
+    not-connected line, waits for Redis and tries again. Trying again never writes a job
+    twice: the script marks its batch, and does nothing when the mark is there (a reply
+    lost after the script ran). A retried INCRBY may skip ids, as Kue's counter could.
     """
     if not args_per_job:
         return []
     connection = queue.connection
-    job_ids = jobs.reserve_job_ids(connection, len(args_per_job))
+    job_ids = through_outages(connection, jobs.reserve_job_ids, connection, len(args_per_job))
     stamp = utcformat(now()).encode()
     fields = [*template.fields, b"created_at", stamp, b"enqueued_at", stamp]
     key_prefix = queue.job_class.redis_job_namespace_prefix
-    with connection.pipeline(transaction=True) as pipe:
-        pipe.sadd(queue.redis_queues_keys, queue.key)  # what makes `rq info` list the queue
-        for job_id, args in zip(job_ids, args_per_job, strict=True):
-            # RQ's job data: [func_name, instance, args, kwargs], serialized by the queue.
-            data = json.dumps([template.func_name, None, args, {}], separators=_COMPACT)
-            description = job_description(template.func_name, args)
-            pipe.execute_command("HSET", key_prefix + job_id, *fields, b"data", data.encode(),
-                                 b"description", description.encode())
-        pipe.rpush(queue.key, *job_ids)
-        pipe.execute()
+    per_job = []
+    for job_id, args in zip(job_ids, args_per_job, strict=True):
+        # RQ's job data: [func_name, instance, args, kwargs], serialized by the queue.
+        data = json.dumps([template.func_name, None, args, {}], separators=_COMPACT)
+        per_job += [job_id, data, job_description(template.func_name, args)]
+    keys = [queue.redis_queues_keys, queue.key,
+            BATCH_MARKER_KEY.format(first_job_id=job_ids[0]),
+            *(key_prefix + job_id for job_id in job_ids)]
+    args = [BATCH_MARKER_SECONDS, len(fields), *fields, *per_job]
+    script = connection.register_script(ENQUEUE_JOBS_LUA)
+    through_outages(connection, script, keys=keys, args=args)
     return job_ids
+
+
+def through_outages(connection: redis.Redis, call: Callable[..., Any], *args: Any,
+                    **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``; while Redis cannot be reached, print the course's
+    not-connected line, wait for it (common.wait_until_connected) and call again. Only
+    for calls that can safely run twice."""
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            common.log(common.not_connected_line(error))
+            common.wait_until_connected(connection)
 
 
 def in_batches(items: Iterable[Any], size: int = ENQUEUE_BATCH) -> Iterator[list[Any]]:
@@ -346,18 +375,21 @@ def follow(connection: redis.Redis, stream: str, job_ids: Iterable[str],
     seen too. One XREAD returns every event written since the previous one: the cost is
     per batch of events, not per job, and while events flow the reads are at least
     READ_PAUSE_SECONDS apart. An idle wait costs one XREAD per ``block_ms``.
+
+    When Redis goes away (a restart), the course's not-connected line is printed and the
+    reading goes on from the last event heard once it is back. After an idle wait, jobs
+    whose hash is gone from Redis (its data was lost, or someone deleted them) end with a
+    failed event saying so, instead of being waited for for ever.
     """
     pending = set(job_ids)
     last_id = "0"
     while pending:
-        try:
-            reply = connection.xread({stream: last_id}, count=READ_COUNT, block=block_ms)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            # Redis went away (a restart): say so in the course's words, wait for it, and
-            # read on from the last event heard; the stream is in Redis, nothing is missed.
-            common.log(common.not_connected_line(error))
-            common.wait_until_connected(connection)
-            continue
+        reply = through_outages(connection, connection.xread, {stream: last_id},
+                                count=READ_COUNT, block=block_ms)
+        if not reply:
+            # Nothing for a while: read what may have come meanwhile, then check the jobs.
+            reply = through_outages(connection, _read_now_and_find_lost, connection, stream,
+                                    last_id, pending)
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 last_id = entry_id
@@ -369,6 +401,26 @@ def follow(connection: redis.Redis, stream: str, job_ids: Iterable[str],
                 yield event
             if pending and len(entries) < READ_COUNT:
                 time.sleep(READ_PAUSE_SECONDS)  # let the next events gather
+
+
+def _read_now_and_find_lost(connection: redis.Redis, stream: str, last_id: str,
+                            pending: set[str]) -> list:
+    """An XREAD reply: the events since ``last_id``, then a failed event for each pending
+    job whose hash is gone (read after the events, so a job deleted at its end, with its
+    final event written before, is never taken for lost)."""
+    reply = connection.xread({stream: last_id}, count=READ_COUNT)
+    if reply:
+        return reply
+    prefix = Job.redis_job_namespace_prefix
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in sorted(pending):
+            pipe.exists(prefix + job_id)
+        gone = [job_id for job_id, found in zip(sorted(pending), pipe.execute(), strict=True)
+                if not found]
+    if not gone:
+        return []
+    return [(stream, [(last_id, JobEvent(job_id, FAILED, error=LOST_JOB).fields())
+                      for job_id in gone])]
 
 
 class JobBatch:
