@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime
 
 import common
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             check = uptime.validate(args.protocol, args.url, args.method,
                                     args.success_codes.split(","), args.timeout, args.phone)
         except uptime.InvalidCheck as error:
-            print(f"Invalid check: {error}", file=sys.stderr, flush=True)
+            common.log_error(f"Invalid check: {error}")
             return 1
         check = uptime.add_check(client, check)
         common.log(f"Check {check.id} added: {check.describe()}, up on "
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"(up on {','.join(map(str, check.success_codes))}, "
                        f"timeout {check.timeout_seconds:g}s, alerts {check.phone})")
     elif not uptime.remove_check(client, args.id):
-        print(f"No check {args.id}", file=sys.stderr, flush=True)
+        common.log_error(f"No check {args.id}")
         return 1
     else:
         common.log(f"Check {args.id} removed")

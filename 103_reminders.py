@@ -12,7 +12,6 @@ Times default to 09:00, 12:00, 18:00 and 22:00, in REMINDER_TIMEZONE (default: l
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime, timezone
 
 import common
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             reminder = reminders.validate(args.message, args.phone, args.times)
         except reminders.InvalidReminder as error:
-            print(f"Invalid reminder: {error}", file=sys.stderr, flush=True)
+            common.log_error(f"Invalid reminder: {error}")
             return 1
         reminder = reminders.add_reminder(client, reminder)
         common.log(f"Reminder {reminder.id} added: {reminder.message!r} to "
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             common.log(f"{reminder.id}: {reminder.message!r} to {', '.join(reminder.phones)} "
                        f"at {', '.join(reminder.times)}; next {upcoming:%Y-%m-%d %H:%M %Z}{due}")
     elif not reminders.remove_reminder(client, args.id):
-        print(f"No reminder {args.id}", file=sys.stderr, flush=True)
+        common.log_error(f"No reminder {args.id}")
         return 1
     else:
         common.log(f"Reminder {args.id} removed")

@@ -7,6 +7,7 @@ two-terminal tasks run side by side with each line labelled by its terminal.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -131,7 +133,7 @@ def job_queue() -> None:
     # Its first line says the job is queued: then start the worker, as you would.
     common.log(f"terminal 1 | {creator.stdout.readline().rstrip()}")
     rest = relay_in_background(creator, "terminal 1")
-    worker = start("-m", "rq.cli", "worker", "--burst", "--quiet", "-u", common.redis_url(),
+    worker = start("-m", "rq.cli", "worker", "--burst", "--quiet",  # it reads REDIS_URL
                    "-w", "rq.worker.SimpleWorker", "-S", "json", PUSH_NOTIFICATION_QUEUE_3)
     relay(worker, "terminal 2")
     worker.wait(timeout=STEP_TIMEOUT)
@@ -175,12 +177,22 @@ def stock_server() -> None:
     stop(server, lines)
 
 
+def wait_for_seats_below(port: int, seats: int) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while time.monotonic() < deadline:
+        url = f"http://127.0.0.1:{port}/available_seats"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            if int(json.loads(answer.read())["numberOfAvailableSeats"]) < seats:
+                return
+        time.sleep(0.05)
+
+
 def seat_server() -> None:
     heading("Task 13: python 100_seat.py, then curl")
     server, lines, port = serve("100_seat.py")
     for path in ["available_seats", "reserve_seat", "process"]:
         curl(port, path)
-    time.sleep(0.5)  # the job runs in the server, as in the course
+    wait_for_seats_below(port, 50)  # the job runs in the server, as in the course
     curl(port, "available_seats")
     stop(server, lines)
 
@@ -189,8 +201,17 @@ STEPS: list[Callable[[], None]] = [task_0, basics, pub_sub, job_queue, stock_ser
                                    seat_server]
 
 
+def without_password(url: str) -> str:
+    """``url`` as it may be shown: a password in it becomes ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{netloc}").geturl()
+
+
 def main() -> None:
-    common.log(f"Touring the course against {common.redis_url()}")
+    common.log(f"Touring the course against {without_password(common.redis_url())}")
     for step in STEPS:
         step()
 
