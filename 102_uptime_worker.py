@@ -8,9 +8,10 @@ This is the seed's ``workers.init``: gather all checks, run them, loop. Each che
 
 from __future__ import annotations
 
+import stopping  # first: a stop signal during the imports below is handled too
+
+# isort: split
 import argparse
-import signal
-import threading
 import time
 
 import redis
@@ -23,21 +24,6 @@ from constants import DEFAULT_UPTIME_INTERVAL_SECONDS
 INTERVAL_ENV = "UPTIME_INTERVAL_SECONDS"
 
 
-def stop_on_signals() -> threading.Event:
-    """Ctrl-C or SIGTERM lets the round in progress finish, then the loop ends (exit 0);
-    a second one stops at once, as for the job processors."""
-    stop = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handle)
-    return stop
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the uptime checks in a loop.")
     parser.add_argument("--interval", type=float, help=f"seconds between rounds "
@@ -48,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         INTERVAL_ENV, DEFAULT_UPTIME_INTERVAL_SECONDS)
     client = common.connect()
     rq_client = common.connect(decode_responses=False)
-    common.wait_until_connected(client)
-    stop = stop_on_signals()  # before the started line: a Ctrl-C after it is always ours
+    common.wait_until_connected(client, sleep=stopping.sleep)
     if not args.once:
         common.log(f"Uptime worker started: a round every {interval:g}s")
-    while not stop.is_set():
+    # Ctrl-C or SIGTERM lets the round in progress finish, then the loop ends (exit 0);
+    # a second one stops at once (stopping.py).
+    while not stopping.requested():
         started = time.monotonic()
         try:
             uptime.run_round(client, rq_client, log=common.log)
@@ -60,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             common.log(common.not_connected_line(error))  # try again next round
         if args.once:
             break
-        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        stopping.wait(max(0.0, interval - (time.monotonic() - started)))
     return 0
 
 
 if __name__ == "__main__":
-    common.run(main)
+    stopping.run(main)

@@ -10,13 +10,16 @@ each minute, for trying it out.
 :func:`run` is RQ's ``CronScheduler.start()`` step for step, except how it stops: RQ's
 raises an exception from the signal handler, which a log call or a Redis call in progress
 can swallow (measured: a Ctrl-C in the first moments left a traceback, once a scheduler
-that went on running). Here Ctrl-C or SIGTERM only sets a flag that the loop checks.
+that went on running). Here Ctrl-C or SIGTERM only records a stop that the loop checks
+(stopping.py).
 """
 
 from __future__ import annotations
 
+import stopping  # first: a stop signal during the imports below is handled too
+
+# isort: split
 import argparse
-import signal
 import threading
 
 from rq.cron import CronScheduler
@@ -34,15 +37,16 @@ TICK_TIMEOUT_SECONDS = 60
 TICK_TTL_SECONDS = 120
 
 
-def run(scheduler: CronScheduler, stop: threading.Event) -> None:
-    """Queue the registered jobs when due, until ``stop`` is set."""
+def run(scheduler: CronScheduler, stop: threading.Event | None = None) -> None:
+    """Queue the registered jobs when due, until a stop signal (or ``stop`` is set)."""
+    stopped, wait = (stop.is_set, stop.wait) if stop else (stopping.requested, stopping.wait)
     scheduler.register_birth()
     try:
-        while not stop.is_set():
+        while not stopped():
             if scheduler.enqueue_jobs():
                 scheduler.save()  # the jobs' next times, for `rq cron` monitoring
             scheduler.heartbeat()
-            stop.wait(scheduler.calculate_sleep_interval())
+            wait(scheduler.calculate_sleep_interval())
     finally:
         scheduler.register_death()
 
@@ -54,22 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     every = args.every or int(config.positive_number(TICK_ENV, 0)) or None  # None: cron
     config.timezone()  # a bad REMINDER_TIMEZONE stops us here, not in every tick
     connection = common.connect(decode_responses=False)  # RQ wants bytes
-    common.wait_until_connected(connection)
+    common.wait_until_connected(connection, sleep=stopping.sleep)
     workers.configure_logging()  # RQ's chatter only with RQ_VERBOSE=1, as the processors
     scheduler = CronScheduler(connection=connection, logging_level=workers.logging_level())
     when = {"interval": every} if every else {"cron": EVERY_MINUTE}
     scheduler.register(reminders.tick, queue_name=REMINDERS_TICK_QUEUE,
                        job_timeout=TICK_TIMEOUT_SECONDS, ttl=TICK_TTL_SECONDS,
                        result_ttl=0, **when)  # a done tick is deleted at once
-    stop = threading.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, lambda *_: stop.set())
     common.log(f"Scheduler started: reminders tick "
                f"{f'every {every}s' if every else 'every minute'}")
-    run(scheduler, stop)
+    run(scheduler)
     common.log("Scheduler stopped")
     return 0
 
 
 if __name__ == "__main__":
-    common.run(main)
+    stopping.run(main)

@@ -4,22 +4,28 @@
     python 105_worker.py --tick    # the ``reminders_tick`` queue filled by 104_scheduler.py
 
 The SMS goes through the sender that the environment configures (``senders.py``): the
-console by default, Twilio with the TWILIO_* variables. The tick queue has its own worker
-because RQ's cron writes its jobs with RQ's default serializer (pickle) and a worker reads
-every queue with one serializer; the tick job carries no data at all.
+console by default, Twilio with the TWILIO_* variables; a missing or malformed one stops
+the worker at once (exit 2). Each failed job prints one line, ``SMS job 12 failed: ...``.
+It is the processors' worker (workers.py): it stops as they do on Ctrl-C or SIGTERM.
+The tick queue has its own worker because RQ's cron writes its jobs with RQ's default
+serializer (pickle) and a worker reads every queue with one serializer; the tick job
+carries no data at all.
 """
 
 from __future__ import annotations
 
+import stopping  # first: a stop signal during the imports below is handled too
+
+# isort: split
 import argparse
 
-from rq import Queue, Worker
-from rq.serializers import JSONSerializer
-
 import common
+import senders
 import workers
 from constants import REMINDERS_TICK_QUEUE, SMS_QUEUE
-from jobs import json_queue
+
+SMS_JOB = "SMS job"
+TICK_JOB = "Reminders tick job"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,18 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick", action="store_true", help="work the reminders' tick queue")
     parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     args = parser.parse_args(argv)
-    workers.configure_logging()  # RQ's chatter only with RQ_VERBOSE=1, as the processors
+    if not args.tick:
+        senders.check_settings()
     connection = common.connect(decode_responses=False)  # RQ wants bytes
-    common.wait_until_connected(connection)
-    if args.tick:
-        worker = Worker([Queue(REMINDERS_TICK_QUEUE, connection=connection)],
-                        connection=connection)
-    else:
-        worker = Worker([json_queue(SMS_QUEUE, connection)], connection=connection,
-                        serializer=JSONSerializer)
-    worker.work(burst=args.burst, logging_level=workers.logging_level())
-    return 0
+    common.wait_until_connected(connection, sleep=stopping.sleep)
+    connection.close()
+    if args.tick:  # RQ's cron writes pickled jobs: RQ's default serializer (None)
+        return workers.work(REMINDERS_TICK_QUEUE, serializer=None, job_label=TICK_JOB,
+                            burst=args.burst)
+    return workers.work(SMS_QUEUE, job_label=SMS_JOB, burst=args.burst)
 
 
 if __name__ == "__main__":
-    common.run(main)
+    stopping.run(main)

@@ -5,7 +5,9 @@ RQ_VERBOSE=1 shows RQ's own logs. ``rq worker -w rq.worker.SimpleWorker -S json
 push_notification_code``, run from this directory, does the same job.
 """
 
-import common
+import stopping  # first: a stop signal during the imports below is handled too
+
+# isort: split
 import workers
 from constants import PUSH_NOTIFICATION_QUEUE
 from notifications import push_notification, send_notification
@@ -18,4 +20,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    common.run(main)
+    stopping.run(main)

@@ -6,7 +6,9 @@ RQ_VERBOSE=1 shows RQ's own logs. ``rq worker-pool -n 2 -w rq.worker.SimpleWorke
 push_notification_code_2``, run from this directory, does the same job.
 """
 
-import common
+import stopping  # first: a stop signal during the imports below is handled too
+
+# isort: split
 import workers
 from constants import PUSH_NOTIFICATION_QUEUE_2
 from notifications import (
@@ -25,4 +27,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    common.run(main)
+    stopping.run(main)

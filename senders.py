@@ -45,8 +45,16 @@ MAX_MESSAGE_LENGTH = 1600  # Twilio's limit for one message body
 logging.getLogger("twilio").setLevel(logging.WARNING)
 
 
+ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+
+
 class NotificationError(Exception):
     """A notification was not sent; the message says why in one line, without secrets."""
+
+
+class TwilioSettingError(common.ConfigError, NotificationError):
+    """A Twilio variable is missing or cannot be right; the message names it, never its
+    value. A worker reports it when it starts (exit 2); a job that meets it fails."""
 
 
 def e164(phone_number: str) -> str:
@@ -156,10 +164,29 @@ def sender_from_env(env: Mapping[str, str] = os.environ) -> Sender:
         return ConsoleSender()
     missing = [name for name, value in given.items() if not value]
     if missing:
-        raise NotificationError(f"Twilio is partly configured: set {', '.join(missing)} too")
+        raise TwilioSettingError(f"Twilio is partly configured: set {', '.join(missing)} too")
+    if not ACCOUNT_SID.fullmatch(account_sid):
+        raise TwilioSettingError(f"{ACCOUNT_SID_ENV} is not an account SID "
+                                 "(AC and 32 hexadecimal digits, from Twilio's console)")
+    if any(character.isspace() for character in auth_token):
+        raise TwilioSettingError(f"{AUTH_TOKEN_ENV} holds spaces: paste the token alone")
+    try:
+        e164(from_number)
+    except NotificationError:
+        name = FROM_NUMBER_ENV if env.get(FROM_NUMBER_ENV) else FROM_NUMBER_ALIAS_ENV
+        raise TwilioSettingError(f"{name} is not a phone number: use E.164 (+14153518780) "
+                                 "or 10 US digits (4153518780)") from None
     base_url = env.get(API_BASE_URL_ENV, "").strip()
+    if base_url and urlsplit(base_url).scheme not in ("http", "https"):
+        raise TwilioSettingError(f"{API_BASE_URL_ENV} is not an http:// or https:// URL")
     http_client = twilio_http_client(base_url) if base_url else None
     return TwilioSender(account_sid, auth_token, from_number, http_client=http_client)
+
+
+def check_settings(env: Mapping[str, str] = os.environ) -> None:
+    """TwilioSettingError now if the Twilio variables cannot work, not at the first SMS.
+    A token of the right shape that Twilio refuses is only known when an SMS is sent."""
+    sender_from_env(env)
 
 
 def send_sms(phone_number: str, message: str) -> None:

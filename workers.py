@@ -6,42 +6,58 @@ lean_worker's, which writes RQ's own bookkeeping in one round trip per job. "Two
 a time" is two worker processes: an RQ worker runs one job at a time.
 
 Ctrl-C or SIGTERM asks each worker for RQ's warm shutdown: it ends the job it is running,
-then deregisters. In a terminal Ctrl-C reaches every process of the group, and the parent
-passes it on too (for a SIGINT sent to it alone); RQ ignores the second copy that arrives
-within a second, as it does for its own WorkerPool.
+then deregisters. The signals follow stopping.py's policy, not RQ's handlers (which raise
+from the handler wherever the worker is): a worker waiting for a job waits a second at a
+time and looks for a stop before each wait. In a terminal Ctrl-C reaches every process
+of the group, and the parent passes it on too (for a signal sent to it alone); a copy
+that arrives within a second of the first is ignored.
 
 The wait is bounded (WORKER_SHUTDOWN_GRACE, 30 s): a job still running then is stopped
 as by a second signal, fails, and its creator hears why. At start, and in RQ's maintenance
 every 10 minutes, the jobs of workers that died (SIGKILL) go back to their queue
 (recovery.py). While Redis is away, waiting workers print the course's not-connected line.
 
-RQ logs every job it takes and every job that fails (with a traceback, though the creator
-hears why). That is hidden unless ``RQ_VERBOSE=1``: then RQ logs as ``rq worker`` does.
+Each failed job prints one line with its reason on stderr (``Notification job 12 failed:
+...``; stdout keeps the course's lines),
+except the failures the course expects of a job (ExpectedJobFailure: a blacklisted
+number), which only its creator hears. RQ logs every job it takes and every job that
+fails (with a traceback); that is hidden unless ``RQ_VERBOSE=1``: then RQ logs as
+``rq worker`` does.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
 import threading
 from contextlib import suppress
+from datetime import timedelta
+from typing import Any
 
 import redis
+from rq import Queue
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 import common
 import config
 import jobs
 import recovery
+import stopping
+from job_events import failure_reason
 from lean_worker import LeanWorker
 
 VERBOSE_ENV = "RQ_VERBOSE"
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+NOTIFICATION_JOB = "Notification job"
+# How long an idle worker's blocking wait for a job lasts before it looks for a stop.
+IDLE_WAIT_SECONDS = 1
 # How long a stop signal waits for the running job before it stops it (cold shutdown).
 SHUTDOWN_GRACE_ENV = "WORKER_SHUTDOWN_GRACE"
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
@@ -88,98 +104,132 @@ class _CourseLines(logging.LoggerAdapter):
             self.logger.error(msg, *args, **kwargs)
 
 
+class ExpectedJobFailure(Exception):
+    """A job failure the course expects (Kue's ``done(new Error(...))``, a blacklisted
+    number): the job fails and its creator hears why, but the processor's screen does
+    not show it, as in the course's sample output. Every other failure prints a line."""
+
+
+class StoppableQueue(Queue):
+    """RQ's queue, whose dequeue (an idle worker's wait for a job) first looks whether
+    the process was asked to stop: that is where an idle worker stops, with no job taken."""
+
+    @classmethod
+    def dequeue_any(cls, *args: Any, **kwargs: Any) -> Any:
+        if stopping.requested():
+            raise StopRequested
+        return super().dequeue_any(*args, **kwargs)
+
+
 class ProcessorWorker(LeanWorker):
-    """A worker whose warm shutdown is bounded: a job still running ``shutdown_grace()``
-    seconds after the stop signal is stopped as a second signal would (it fails, and its
-    creator hears why), so a stopped processor always exits.
+    """A worker that stops on stopping.py's policy, prints one line per failed job, and
+    whose warm shutdown is bounded: a job still running ``shutdown_grace()`` seconds
+    after the stop signal is stopped as a second signal would (it fails, and its creator
+    hears why), so a stopped processor always exits.
 
     When Redis goes away while it waits for a job, it prints the course's not-connected
     line and retries as node_redis does (at most 5 s apart, not RQ's 60 s), then prints
     the connected line."""
 
     max_connection_wait_time = common.MAX_RETRY_DELAY
+    queue_class = StoppableQueue
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, job_label: str = NOTIFICATION_JOB, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shutdown_grace = shutdown_grace()
+        self.job_label = job_label
         self.log = _CourseLines(self.log, {"worker": self})
         self._redis_lost = False
+        self._drained = False  # a burst worker found its queue empty
+        self._stopping = False
+        self._remove_stop_hook: Any = None
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return IDLE_WAIT_SECONDS
+
+    @property
+    def stopped_as_asked(self) -> bool:
+        """Its loop ended on a stop request or an empty queue in burst mode, not on an
+        error (RQ's loop quits on an unexpected exception or a Redis timeout)."""
+        return self._stop_requested or self._drained or stopping.requested()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> Any:
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        self._drained = result is None
+        return result
 
     def lost_redis(self, error: object) -> None:
         common.log(common.not_connected_line(error))
         self._redis_lost = True
 
-    def heartbeat(self, *args: object, **kwargs: object) -> None:
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         super().heartbeat(*args, **kwargs)
         if self._redis_lost:  # the first command since Redis came back
             self._redis_lost = False
             common.log(common.CONNECTED)
 
-    def handle_exception(self, job: Job, *exc_info: object) -> None:
-        """RQ logs a failed job's traceback here; unless RQ_VERBOSE, not even formatted
-        (the creator hears the one-line reason, and RQ's failed registry keeps it)."""
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """One line per failed job, with the reason its creator hears. RQ's own log of it
+        (with a traceback) only with RQ_VERBOSE; the failed registry keeps it anyway."""
+        exc_type, exc_value = exc_info[0], exc_info[1]
+        if not (exc_type is not None and issubclass(exc_type, ExpectedJobFailure)):
+            print(f"{self.job_label} {job.id} failed: {failure_reason(exc_type, exc_value)}",
+                  file=sys.stderr, flush=True)
         if verbose():
             super().handle_exception(job, *exc_info)
         else:
             call_exception_handlers(self._exc_handlers, job, *exc_info)
 
     def _install_signal_handlers(self) -> None:
-        super()._install_signal_handlers()
-        if _stop_signalled:  # a stop came before, and its KeyboardInterrupt was lost
+        """Instead of RQ's handlers: stopping.py's policy, with this worker's hook."""
+        self._remove_stop_hook = stopping.on_signal(self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: int | None, first: bool) -> None:
+        if not self._stopping:  # the first signal, maybe before this hook was in place
+            self._stopping = True
             self._stop_requested = True
+            self._shutdown_requested_date = now() - timedelta(seconds=stopping.since_request())
+            # RQ takes a second signal within 1 s for a copy of the first, so the grace is
+            # never shorter; the timer's SIGTERM is then the second signal.
+            grace = max(self.shutdown_grace, stopping.COPY_SECONDS + 0.5)
+            timer = threading.Timer(grace, os.kill, (os.getpid(), signal.SIGTERM))
+            timer.daemon = True  # a worker that ends sooner does not wait for it
+            timer.start()
+        elif not first:
+            self.request_force_stop(signum or signal.SIGTERM, None)
 
-    def request_stop(self, signum: int, frame: object) -> None:
-        super().request_stop(signum, frame)
-        # RQ takes a second signal within 1 s for a copy of the first (a terminal sends one
-        # to each process of the group), so the grace is never shorter.
-        grace = max(self.shutdown_grace, 1.5)
-        timer = threading.Timer(grace, os.kill, (os.getpid(), signal.SIGTERM))
-        timer.daemon = True  # a worker that ends sooner does not wait for it
-        timer.start()
-
-
-def make_worker(queue_name: str, connection: redis.Redis) -> ProcessorWorker:
-    return ProcessorWorker([queue_name], connection=connection, serializer=JSONSerializer)
-
-
-# A stop signal that came before RQ installed its handlers. Its KeyboardInterrupt can be
-# lost (raised inside a __del__ that Python is running, it is only printed), so the
-# worker also looks at this once RQ's handlers are in place.
-_stop_signalled = False
+    def teardown(self) -> None:
+        if self._remove_stop_hook is not None:
+            self._remove_stop_hook()
+        super().teardown()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    global _stop_signalled
-    _stop_signalled = True
-    raise KeyboardInterrupt
+def make_worker(queue_name: str, connection: redis.Redis, serializer: Any = JSONSerializer,
+                job_label: str = NOTIFICATION_JOB) -> ProcessorWorker:
+    return ProcessorWorker([queue_name], connection=connection, serializer=serializer,
+                           job_label=job_label)
 
 
-def work(queue_name: str, url: str | None = None) -> int:
-    """Run one worker on ``queue_name`` in this process until Ctrl-C or SIGTERM."""
-    # Until RQ installs its own handlers, SIGTERM too ends the worker as Ctrl-C does.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    worker = None
+def work(queue_name: str, url: str | None = None, *, serializer: Any = JSONSerializer,
+         job_label: str = NOTIFICATION_JOB, burst: bool = False) -> int:
+    """Run one worker on ``queue_name`` in this process until Ctrl-C or SIGTERM (or, with
+    ``burst``, until the queue is empty); 0, or 1 when the worker quit on an error."""
+    if stopping.requested():  # before it registers: nothing to undo
+        return 0
+    configure_logging()
+    worker = make_worker(queue_name, jobs.rq_connection(url), serializer, job_label)
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by run_workers
-        configure_logging()
-        worker = make_worker(queue_name, jobs.rq_connection(url))
-        worker.work(logging_level=logging_level())
-    except KeyboardInterrupt:
-        # Stopped before RQ installed its signal handlers: undo the registration, if any,
-        # on new connections (one interrupted while connecting cannot be used again).
-        if worker is not None:
-            worker.connection.connection_pool.disconnect(inuse_connections=False)
-            with suppress(redis.RedisError):
-                worker.register_death()
+        worker.work(burst=burst, logging_level=logging_level())
     except redis.ConnectionError as error:
         print(f"Cannot reach Redis: {error}", file=sys.stderr, flush=True)
         return 1
-    return 0
+    return 0 if worker.stopped_as_asked else 1
 
 
-def _work_in_child(queue_name: str, url: str | None) -> None:
-    sys.exit(work(queue_name, url))
+def _work_in_child(queue_name: str, url: str | None, options: dict[str, Any]) -> None:
+    sys.exit(work(queue_name, url, **options))
 
 
 def recover_before_start(queue_name: str, url: str | None = None) -> None:
@@ -192,42 +242,52 @@ def recover_before_start(queue_name: str, url: str | None = None) -> None:
         connection.close()
 
 
-def run_workers(queue_name: str, count: int = 1, url: str | None = None) -> int:
+def run_workers(queue_name: str, count: int = 1, url: str | None = None,
+                **options: Any) -> int:
     """Run ``count`` workers on ``queue_name`` (in this process when there is one) until
-    Ctrl-C or SIGTERM; return 0, or 1 when a worker could not run."""
+    Ctrl-C or SIGTERM; return 0, or 1 when a worker could not run or quit on an error
+    (then the others are stopped too: a processor does not run on at half strength).
+    ``options`` go to :func:`work`."""
     shutdown_grace()  # a bad setting ends the processor now, not at Ctrl-C
     waiting = jobs.rq_connection(url)
-    common.wait_until_connected(waiting, quiet=True)  # started before Redis: wait for it
-    waiting.close()
+    try:  # started before Redis: wait for it (a stop meanwhile ends the wait)
+        common.wait_until_connected(waiting, quiet=True, sleep=stopping.sleep)
+    except stopping.Stopped:
+        return 0
+    finally:
+        waiting.close()
     if count == 1:
-        return work(queue_name, url)  # its worker's first maintenance recovers
+        return work(queue_name, url, **options)  # its worker's first maintenance recovers
     try:
         recover_before_start(queue_name, url)
     except redis.ConnectionError as error:
         print(f"Cannot reach Redis: {error}", file=sys.stderr, flush=True)
         return 1
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_work_in_child, args=(queue_name, url),
+    processes = [context.Process(target=_work_in_child, args=(queue_name, url, options),
                                  name=f"{queue_name} worker {number}")
                  for number in range(1, count + 1)]
 
-    def pass_on(signum: int, frame: object) -> None:
+    def pass_on(signum: int | None, first: bool) -> None:
+        """Each stop signal to every worker started: they tell copies apart. A worker
+        forked after a stop was asked for starts stopped (stopping.py)."""
         for process in processes:
-            with suppress(ProcessLookupError):  # already ended
-                os.kill(process.pid, signum)
+            if process.pid is not None:
+                with suppress(ProcessLookupError):  # already ended
+                    os.kill(process.pid, signum or signal.SIGTERM)
 
-    # A stop signal that comes while the workers start waits until every one can hear it.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    remove = stopping.on_signal(pass_on)
     try:
         for process in processes:
             process.start()
-        previous = {signum: signal.signal(signum, pass_on) for signum in STOP_SIGNALS}
+        running = list(processes)
+        while running:
+            ended = multiprocessing.connection.wait([process.sentinel for process in running])
+            for process in [process for process in running if process.sentinel in ended]:
+                process.join()
+                running.remove(process)
+                if process.exitcode != 0:  # a worker died: the processor has failed
+                    pass_on(signal.SIGTERM, True)
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    try:
-        for process in processes:
-            process.join()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        remove()
     return 0 if all(process.exitcode == 0 for process in processes) else 1
