@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import common
+import jobs
 import senders
 from job_events import (
     COMPLETED,
@@ -34,7 +35,7 @@ class BadJobData(ValueError):
     """The job's data is not ``{"phoneNumber": string, "message": string}``."""
 
 
-class BlacklistedNumber(Exception):
+class BlacklistedNumber(jobs.ExpectedJobFailure):
     """Kue's ``done(new Error(...))`` for a blacklisted phone number."""
 
 

@@ -19,7 +19,7 @@ every 10 minutes, the jobs of workers that died (SIGKILL) go back to their queue
 
 Each failed job prints one line with its reason on stderr (``Notification job 12 failed:
 ...``; stdout keeps the course's lines),
-except the failures the course expects of a job (ExpectedJobFailure: a blacklisted
+except the failures the course expects of a job (jobs.ExpectedJobFailure: a blacklisted
 number), which only its creator hears. RQ logs every job it takes and every job that
 fails (with a traceback); that is hidden unless ``RQ_VERBOSE=1``: then RQ logs as
 ``rq worker`` does.
@@ -104,12 +104,6 @@ class _CourseLines(logging.LoggerAdapter):
             self.logger.error(msg, *args, **kwargs)
 
 
-class ExpectedJobFailure(Exception):
-    """A job failure the course expects (Kue's ``done(new Error(...))``, a blacklisted
-    number): the job fails and its creator hears why, but the processor's screen does
-    not show it, as in the course's sample output. Every other failure prints a line."""
-
-
 class StoppableQueue(Queue):
     """RQ's queue, whose dequeue (an idle worker's wait for a job) first looks whether
     the process was asked to stop: that is where an idle worker stops, with no job taken."""
@@ -174,7 +168,7 @@ class ProcessorWorker(LeanWorker):
         """One line per failed job, with the reason its creator hears. RQ's own log of it
         (with a traceback) only with RQ_VERBOSE; the failed registry keeps it anyway."""
         exc_type, exc_value = exc_info[0], exc_info[1]
-        if not (exc_type is not None and issubclass(exc_type, ExpectedJobFailure)):
+        if not (exc_type is not None and issubclass(exc_type, jobs.ExpectedJobFailure)):
             print(f"{self.job_label} {job.id} failed: {failure_reason(exc_type, exc_value)}",
                   file=sys.stderr, flush=True)
         if verbose():
