@@ -12,7 +12,8 @@ Values that need Python (times, ids, RQ's encoding of a result) come in as argum
 # args: 1 the prefix of job keys, 2 a new execution id, 3 now as epoch seconds (float),
 #       4 now as whole epoch seconds, 5 now as RQ's ISO text, 6 the worker's name,
 #       7 RQ's DEFAULT_WORKER_TTL.
-# Returns false (no job), or {job id, the job's hash as HGETALL gives it}.
+# Returns false (no job), {job id, the job's hash as HGETALL gives it}, or {job id, {},
+# the type of its key} when that key is not a hash (nothing is recorded for it).
 _START_FUNCTION = """
 local function start_job(keys, args)
   -- Called again after a reply lost to a Redis restart: the job this execution started.
@@ -26,6 +27,11 @@ local function start_job(keys, args)
   local job_id = redis.call('LMOVE', keys[1], keys[2], 'LEFT', 'RIGHT')
   if not job_id then return false end
   local job_key = args[1] .. job_id
+  local key_type = redis.call('TYPE', job_key)['ok']
+  if key_type ~= 'hash' and key_type ~= 'none' then  -- not a job: the caller fails it
+    redis.call('LREM', keys[2], 1, job_id)
+    return {job_id, {}, key_type}
+  end
   local fields = redis.call('HGETALL', job_key)
   if #fields == 0 then  -- deleted while queued: nothing to run
     redis.call('LREM', keys[2], 1, job_id)

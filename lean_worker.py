@@ -51,6 +51,7 @@ import job_events
 from constants import JOB_EVENTS_TTL_SECONDS
 from lean_scripts import END_JOB, START_JOB
 from recovery import RecoveringWorker
+from untrusted_jobs import fail_unreadable
 
 # The worker's heartbeat and the suspension check, at most this often while jobs flow.
 HOUSEKEEPING_SECONDS = 1.0
@@ -146,20 +147,39 @@ class LeanWorker(RecoveringWorker):
         """The job start_job started, as RQ has it after prepare_job_execution; None for
         a job deleted while queued (RQ's dequeue skips those too)."""
         job_id, fields = reply[0].decode(), reply[1]
+        if len(reply) > 2:  # its key is not a hash
+            error = redis.ResponseError(f"WRONGTYPE its key holds a {reply[2].decode()}")
+            self.report_unreadable(job_id, fail_unreadable(self.queues[0], job_id, error))
+            return None
         if not fields:
             return None
+        execution_id = request.args[1]
         job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
-        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        try:
+            job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        except Exception as error:  # a malformed hash (untrusted_jobs.py): fail it, go on
+            self._unregister_execution(job_id, execution_id)
+            self.report_unreadable(job_id, fail_unreadable(
+                self.queues[0], job_id, error, started_as=f"{job_id}:{execution_id}"))
+            return None
         job._status = JobStatus.STARTED
         job.worker_name, job.started_at, job.last_heartbeat = self.name, request.at, request.at
         job.redis_server_version = self.get_redis_server_version()
-        execution_id = request.args[1]
         execution = Execution(execution_id, job_id, self.connection, worker_name=self.name)
         execution.created_at = execution.last_heartbeat = request.at
         self.executions[execution_id] = execution
         self._state = WorkerStatus.BUSY
         self.log.info("Worker %s: %s: %s", self.name, job.origin, job.id)
         return job
+
+    def _unregister_execution(self, job_id: str, execution_id: str) -> None:
+        """Undo the start script's execution records of a job that will not run."""
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.delete(f"rq:execution:{job_id}:{execution_id}")
+            pipe.zrem(f"rq:executions:{job_id}", execution_id)
+            pipe.srem(self.executions_key, f"{job_id}:{execution_id}")
+            pipe.hset(self.key, "state", WorkerStatus.IDLE)
+            pipe.execute()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """SimpleWorker.execute_job, holding the job's events for the end script. A job

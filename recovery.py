@@ -34,6 +34,8 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
+from untrusted_jobs import AllowedJob, SkipsUnreadableJobs, fail_unreadable
+
 ABANDONED_RUNS = "abandoned_runs"  # job meta: how many of its workers died running it
 MAX_ABANDONED_RUNS = 3
 
@@ -94,7 +96,7 @@ def _recover_started(queue: Queue, done: Recovered) -> None:
     registry = StartedJobRegistry(queue=queue)
     to_fail = []
     for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-        job = _fetch(queue, job_id)
+        job = _fetch(queue, job_id, started_as=f"{job_id}:{execution_id}")
         if job is None or job.get_status() != JobStatus.STARTED:
             continue
         if not worker_dead(queue.connection, job.worker_name or ""):
@@ -138,10 +140,14 @@ def _live_workers(queue: Queue, me: str) -> list[Worker]:
             if worker.name != me and not worker_dead(queue.connection, worker.name)]
 
 
-def _fetch(queue: Queue, job_id: str) -> Job | None:
+def _fetch(queue: Queue, job_id: str, started_as: str | None = None) -> Job | None:
+    """The job, or None: gone, or unreadable (then failed, untrusted_jobs.py)."""
     try:
         return queue.fetch_job(job_id)
     except NoSuchJobError:
+        return None
+    except Exception as error:  # a malformed hash: RQ's Job.restore raises ValueError...
+        fail_unreadable(queue, job_id, error, started_as=started_as)
         return None
 
 
@@ -155,9 +161,13 @@ def recover_locked(queue: Queue, me: str = "") -> Recovered:
         queue.release_maintenance_lock()
 
 
-class RecoveringWorker(SimpleWorker):
+class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
     """An RQ SimpleWorker whose maintenance (at start, then every 10 minutes) first puts
-    back the jobs of dead workers, then runs RQ's own clean-up."""
+    back the jobs of dead workers, then runs RQ's own clean-up. Every worker of the
+    project is one: it runs only our job functions (AllowedJob) and fails a job it
+    cannot read instead of dying on it (untrusted_jobs.py)."""
+
+    job_class = AllowedJob
 
     def clean_registries(self) -> None:
         for queue in self.queues:

@@ -32,9 +32,10 @@ import redis
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.job import Job
 from rq.queue import Queue
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp
 
+import common
 import job_events
 
 EXTRA_ENV = "EXTRA_JOB_FUNCTIONS"
@@ -76,11 +77,11 @@ class AllowedJob(Job):
     def func(self) -> Any:
         refused = forbidden_names(self, allowed_names())
         if refused:
-            raise ForbiddenJob(f"job {self.id} names {', '.join(refused)}, "
-                               "which is not one of this project's job functions")
+            raise ForbiddenJob(f"{', '.join(refused)} is not one of this project's "
+                               "job functions")
         if self.instance is not None:
-            raise ForbiddenJob(f"job {self.id} calls a method of an object; "
-                               "only plain job functions run here")
+            raise ForbiddenJob("it calls a method of an object; only plain job functions "
+                               "run here")
         return super().func
 
     @property
@@ -103,16 +104,22 @@ class AllowedJob(Job):
         return not name or name in allowed_names()
 
 
-def fail_unreadable(queue: Queue, job_id: str, error: BaseException) -> str:
+def fail_unreadable(queue: Queue, job_id: str, error: BaseException,
+                    started_as: str | None = None) -> str:
     """Fail job ``job_id`` of ``queue``, whose hash RQ could not read, without reading it
-    as RQ would: take it out of the queue (and the intermediate list RQ moved it to),
-    add it to the failed registry, and tell its creator when its meta names a reply
-    stream. Returns the one-line reason."""
-    reason = f"job {job_id} cannot be read ({type(error).__name__}: {_first_line(error)})"
+    as RQ would: take it out of the queue (and the intermediate list RQ moved it to, and
+    the started registry when ``started_as``, its entry there, is given), add it to the
+    failed registry, and tell its creator when its meta names a reply stream. Returns
+    the one-line reason."""
+    detail = str(error).strip().splitlines()
+    reason = (f"its job cannot be read ({type(error).__name__}"
+              f"{': ' + detail[0] if detail else ''})")
     connection = queue.connection
     with connection.pipeline(transaction=True) as pipe:
         pipe.lrem(queue.key, 0, job_id)
         pipe.lrem(queue.intermediate_queue_key, 0, job_id)
+        if started_as is not None:
+            pipe.zrem(StartedJobRegistry(queue=queue).key, started_as)
         pipe.zadd(FailedJobRegistry(queue=queue).key,
                   {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
         pipe.execute()
@@ -128,16 +135,15 @@ def fail_unreadable(queue: Queue, job_id: str, error: BaseException) -> str:
     return reason
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else "no detail"
+def _report_on_stderr(job_id: str, reason: str) -> None:
+    common.log_error(f"Job {job_id} failed: {reason}")
 
 
 class SkipsUnreadableJobs:
     """A worker mixin: a job whose hash cannot be read is failed (:func:`fail_unreadable`)
-    and reported with ``report_unreadable``; the worker takes the next one."""
+    and reported with ``report_unreadable(job_id, reason)``; the worker takes the next."""
 
-    report_unreadable: Callable[[str], None] = staticmethod(print)
+    report_unreadable: Callable[[str, str], None] = staticmethod(_report_on_stderr)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> Any:
@@ -150,4 +156,4 @@ class SkipsUnreadableJobs:
                     raise
                 if isinstance(job_id, bytes):
                     job_id = job_id.decode(errors="replace")
-                self.report_unreadable(fail_unreadable(queue, str(job_id), error))
+                self.report_unreadable(str(job_id), fail_unreadable(queue, str(job_id), error))

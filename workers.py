@@ -169,12 +169,16 @@ class ProcessorWorker(LeanWorker):
         (with a traceback) only with RQ_VERBOSE; the failed registry keeps it anyway."""
         exc_type, exc_value = exc_info[0], exc_info[1]
         if not (exc_type is not None and issubclass(exc_type, jobs.ExpectedJobFailure)):
-            print(f"{self.job_label} {job.id} failed: {failure_reason(exc_type, exc_value)}",
-                  file=sys.stderr, flush=True)
+            common.log_error(
+                f"{self.job_label} {job.id} failed: {failure_reason(exc_type, exc_value)}")
         if verbose():
             super().handle_exception(job, *exc_info)
         else:
             call_exception_handlers(self._exc_handlers, job, *exc_info)
+
+    def report_unreadable(self, job_id: str, reason: str) -> None:
+        """A job whose hash could not be read was failed (untrusted_jobs.py): its line."""
+        common.log_error(f"{self.job_label} {job_id} failed: {reason}")
 
     def _install_signal_handlers(self) -> None:
         """Instead of RQ's handlers: stopping.py's policy, with this worker's hook."""
@@ -217,7 +221,7 @@ def work(queue_name: str, url: str | None = None, *, serializer: Any = JSONSeria
     try:
         worker.work(burst=burst, logging_level=logging_level())
     except redis.ConnectionError as error:
-        print(f"Cannot reach Redis: {error}", file=sys.stderr, flush=True)
+        common.log_error(f"Cannot reach Redis: {error}")
         return 1
     return 0 if worker.stopped_as_asked else 1
 
@@ -255,7 +259,7 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None,
     try:
         recover_before_start(queue_name, url)
     except redis.ConnectionError as error:
-        print(f"Cannot reach Redis: {error}", file=sys.stderr, flush=True)
+        common.log_error(f"Cannot reach Redis: {error}")
         return 1
     context = multiprocessing.get_context("fork")
     processes = [context.Process(target=_work_in_child, args=(queue_name, url, options),

@@ -14,8 +14,21 @@ import fakeredis
 import pytest
 import redis
 
+import untrusted_jobs
 from local_redis import RedisServer, RedisServerNotFound
 from tests.scripts import skip_unless_ci
+
+# Job functions the tests enqueue besides the project's own; workers run no others
+# (untrusted_jobs.py). The tests' scripts inherit the setting through their environment.
+TEST_JOB_FUNCTIONS = ("time.sleep", "builtins.len", "builtins.int",
+                      "tests.fault_jobs.held_notification",
+                      "tests.fault_jobs.file_held_notification",
+                      "tests.test_lean_worker.snapshot_redis")
+
+
+@pytest.fixture(autouse=True)
+def _allow_test_job_functions(monkeypatch) -> None:
+    monkeypatch.setenv(untrusted_jobs.EXTRA_ENV, ",".join(TEST_JOB_FUNCTIONS))
 
 
 @pytest.fixture

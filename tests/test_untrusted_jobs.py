@@ -101,12 +101,12 @@ def test_a_job_hash_that_cannot_be_read_fails_with_one_line_and_the_worker_goes_
         reported = []
         worker = GuardedWorker([queue], connection=connection, serializer=JSONSerializer,
                                job_class=AllowedJob)
-        worker.report_unreadable = reported.append
+        worker.report_unreadable = lambda job_id, reason: reported.append(f"{job_id}: {reason}")
         worker.work(burst=True)
         events = list(batch.events(block_ms=100))
     assert good.get_status() == JobStatus.FINISHED
     assert "with message: good" in capsys.readouterr().out
-    assert len(reported) == 1 and reported[0].startswith("job 1 cannot be read (")
+    assert len(reported) == 1 and reported[0].startswith("1: its job cannot be read (")
     assert "\n" not in reported[0]
     assert "1" in FailedJobRegistry(queue=queue).get_job_ids()
     assert connection.llen(queue.intermediate_queue_key) == 0
@@ -123,7 +123,7 @@ def test_a_job_key_of_the_wrong_type_fails_and_the_worker_goes_on(connection):
     reported = []
     worker = GuardedWorker([queue], connection=connection, serializer=JSONSerializer,
                            job_class=AllowedJob)
-    worker.report_unreadable = reported.append
+    worker.report_unreadable = lambda job_id, reason: reported.append(f"{job_id}: {reason}")
     worker.work(burst=True)
     assert good.get_status() == JobStatus.FINISHED
-    assert [line.split(" (")[0] for line in reported] == ["job 666 cannot be read"]
+    assert [line.split(" (")[0] for line in reported] == ["666: its job cannot be read"]
