@@ -25,6 +25,11 @@ SEAT_SERVERS_KEY = "seat_servers"
 SEAT_JOBS_KEY = "seat_jobs"
 INITIAL_SEATS = 50
 
+# A worker's lease (recovery.py): present while the worker lives, renewed every few seconds.
+WORKER_LEASE_KEY = "queuing:lease:{name}"
+# Held by the one worker that is putting back the jobs of dead workers of a queue.
+RECOVERY_LOCK_KEY = "queuing:recovery:{queue}"
+
 # A batch of jobs written by one enqueue (the key names its first job's id): a retried
 # enqueue writes nothing when it exists. It outlives any retry.
 BATCH_MARKER_KEY = "queuing:batch:{first_job_id}"

@@ -13,31 +13,47 @@ before RQ recorded the job as finished. A job that killed its worker
 ``MAX_ABANDONED_RUNS`` times is failed instead, with RQ's own clean-up (its failure
 callback tells the creator why), so a job that crashes every worker cannot loop.
 
-A worker is known to be dead when it ran on this machine, its process is gone, and it no
-longer listens on its RQ command channel. A worker elsewhere cannot be checked from here:
-its jobs wait for RQ's own expiry. Jobs a dead worker had taken from the queue but not yet
-marked started (RQ's "intermediate queue") go back to the queue when no live worker
-listens on it.
+A worker is known to be dead when its lease has lapsed and it no longer listens on its
+RQ command channel. Every worker of ours keeps a lease in Redis (``queuing:lease:NAME``),
+renewed every few seconds and expiring by Redis's clock, and every RQ worker listens on
+its command channel while it lives: both are Redis's view, so they hold for a worker on
+any host, and neither rests on a hostname or a PID (a restarted container's processor
+has the dead one's PID 1). A job counts as its worker's from the moment RQ puts it in
+the started registry, whether or not RQ got to mark it started (a kill between RQ's two
+start steps leaves it "queued" there). Jobs a dead worker had taken from the queue but
+not yet put in the started registry (RQ's "intermediate queue") go back to the queue
+when no live worker listens on it.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+import threading
+import time
+from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
 from rq.command import PUBSUB_CHANNEL_TEMPLATE
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
+from constants import RECOVERY_LOCK_KEY, WORKER_LEASE_KEY
 from untrusted_jobs import AllowedJob, SkipsUnreadableJobs, fail_unreadable
 
 ABANDONED_RUNS = "abandoned_runs"  # job meta: how many of its workers died running it
 MAX_ABANDONED_RUNS = 3
+# A worker renews its lease every RENEW_SECONDS; one not renewed for LEASE_SECONDS has
+# lapsed. Each worker looks for jobs of dead workers every RECOVERY_SECONDS, so such a
+# job runs again within about LEASE_SECONDS + RECOVERY_SECONDS of its worker's death.
+LEASE_SECONDS = 10
+RENEW_SECONDS = 3
+RECOVERY_SECONDS = 5
+RECOVERY_LOCK_SECONDS = 10
 
 
 @dataclass
@@ -48,34 +64,22 @@ class Recovered:
     failed: list[str] = field(default_factory=list)
 
 
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs on this machine; a zombie (killed, not yet reaped) does not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def worker_dead(connection: redis.Redis, worker_name: str) -> bool:
-    """True only when sure: the worker ran here, its process is gone and it does not
-    listen on its command channel (a live worker always does)."""
-    if not worker_name:
-        return False
-    hostname, pid = connection.hmget(Worker.redis_worker_namespace_prefix + worker_name,
-                                     "hostname", "pid")
-    if hostname is None or pid is None or _text(hostname) != socket.gethostname():
-        return False  # unknown, or on another machine: leave it to RQ's expiry
-    if process_alive(int(pid)):
+    """True only when sure: the worker's lease has lapsed and it does not listen on its
+    command channel (a live RQ worker always does)."""
+    if not worker_name or connection.exists(WORKER_LEASE_KEY.format(name=worker_name)):
         return False
     [(_channel, listeners)] = connection.pubsub_numsub(PUBSUB_CHANNEL_TEMPLATE % worker_name)
     return listeners == 0
+
+
+def _worker_of(queue: Queue, job: Job, execution_id: str) -> str:
+    """The worker that took ``job`` as ``execution_id``: RQ records it with the execution
+    first, and in the job only at its second start step."""
+    try:
+        return Execution.fetch(execution_id, job.id, queue.connection).worker_name or ""
+    except Exception:  # no such execution (expired), or unreadable
+        return job.worker_name or ""
 
 
 def _text(value: str | bytes) -> str:
@@ -97,9 +101,9 @@ def _recover_started(queue: Queue, done: Recovered) -> None:
     to_fail = []
     for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
         job = _fetch(queue, job_id, started_as=f"{job_id}:{execution_id}")
-        if job is None or job.get_status() != JobStatus.STARTED:
+        if job is None or job.get_status() not in (JobStatus.STARTED, JobStatus.QUEUED):
             continue
-        if not worker_dead(queue.connection, job.worker_name or ""):
+        if not worker_dead(queue.connection, _worker_of(queue, job, execution_id)):
             continue
         runs = int(job.meta.get(ABANDONED_RUNS, 0)) + 1
         if runs >= MAX_ABANDONED_RUNS:
@@ -152,24 +156,63 @@ def _fetch(queue: Queue, job_id: str, started_as: str | None = None) -> Job | No
 
 
 def recover_locked(queue: Queue, me: str = "") -> Recovered:
-    """:func:`recover` under RQ's maintenance lock of ``queue``; nothing if another holds it."""
-    if not queue.acquire_maintenance_lock():
+    """:func:`recover` under the queue's recovery lock; nothing if another worker holds it.
+
+    The lock is short-lived (RECOVERY_LOCK_SECONDS), not RQ's 15-minute maintenance lock:
+    a worker killed while it recovers must not stop every other from recovering."""
+    lock = RECOVERY_LOCK_KEY.format(queue=queue.name)
+    if not queue.connection.set(lock, me or "1", nx=True, ex=RECOVERY_LOCK_SECONDS):
         return Recovered()
     try:
         return recover(queue, me)
     finally:
-        queue.release_maintenance_lock()
+        queue.connection.delete(lock)
 
 
 class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
-    """An RQ SimpleWorker whose maintenance (at start, then every 10 minutes) first puts
-    back the jobs of dead workers, then runs RQ's own clean-up. Every worker of the
-    project is one: it runs only our job functions (AllowedJob) and fails a job it
-    cannot read instead of dying on it (untrusted_jobs.py)."""
+    """An RQ SimpleWorker that keeps a lease while it lives and puts back the jobs of dead
+    workers: in its maintenance (at start, then RQ's every 10 minutes, before RQ's own
+    clean-up) and with its heartbeat every RECOVERY_SECONDS. Every worker of the project
+    is one: it runs only our job functions (AllowedJob) and fails a job it cannot read
+    instead of dying on it (untrusted_jobs.py)."""
 
     job_class = AllowedJob
+    _last_recovery = float("-inf")
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        super().heartbeat(*args, **kwargs)
+        if time.monotonic() - self._last_recovery >= RECOVERY_SECONDS:
+            self._last_recovery = time.monotonic()
+            for queue in self.queues:
+                recover_locked(queue, me=self.name)
+
+    def register_birth(self) -> None:
+        """Take the worker's lease before RQ registers it, and keep it renewed."""
+        self._lease_stopped = threading.Event()
+        self._renew_lease()
+        threading.Thread(target=self._keep_lease, daemon=True,
+                         name=f"{self.name} lease").start()
+        super().register_birth()
+
+    def register_death(self) -> None:
+        super().register_death()
+        stopped = getattr(self, "_lease_stopped", None)
+        if stopped is not None:
+            stopped.set()
+        with suppress(redis.RedisError):  # else it lapses by itself
+            self.connection.delete(WORKER_LEASE_KEY.format(name=self.name))
+
+    def _renew_lease(self) -> None:
+        self.connection.set(WORKER_LEASE_KEY.format(name=self.name), 1, ex=LEASE_SECONDS)
+
+    def _keep_lease(self) -> None:
+        while not self._lease_stopped.wait(RENEW_SECONDS):
+            # While Redis is away the lease is not renewed; it is once Redis is back.
+            with suppress(redis.RedisError):
+                self._renew_lease()
 
     def clean_registries(self) -> None:
+        self._last_recovery = time.monotonic()
         for queue in self.queues:
             recover_locked(queue, me=self.name)
         super().clean_registries()

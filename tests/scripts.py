@@ -133,3 +133,18 @@ class Script:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this machine; a zombie (killed, not yet reaped) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 from rq import Worker
+from rq.command import PUBSUB_CHANNEL_TEMPLATE
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -18,11 +19,16 @@ from rq.serializers import JSONSerializer
 import jobs
 import recovery
 import seats
-from constants import AVAILABLE_SEATS_KEY, PUSH_NOTIFICATION_QUEUE_2, RESERVE_SEAT_QUEUE
+from constants import (
+    AVAILABLE_SEATS_KEY,
+    PUSH_NOTIFICATION_QUEUE_2,
+    RESERVE_SEAT_QUEUE,
+    WORKER_LEASE_KEY,
+)
 from job_events import COMPLETED, FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
 from notifications import BLACKLISTED_NUMBERS, push_tracked_notification
 from tests import fault_jobs
-from tests.scripts import Script
+from tests.scripts import Script, process_alive
 from tests.test_jobs_real import start_processor, wait_until
 
 BATCH = 1_000
@@ -49,9 +55,9 @@ def kill_processor(processor: Script, connection) -> None:
     processor.process.kill()
     processor.process.wait()
     for pid in pids:
-        if pid and recovery.process_alive(pid):
+        if pid and process_alive(pid):
             os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not any(recovery.process_alive(pid) for pid in pids if pid),
+    wait_until(lambda: not any(process_alive(pid) for pid in pids if pid),
                "the workers gone")
 
 
@@ -144,17 +150,64 @@ def test_a_job_of_a_dead_worker_goes_back_to_the_front_of_its_queue(connection):
     assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == []
 
 
-@pytest.mark.parametrize("alive", ["pid", "host"])
-def test_a_job_of_a_live_or_unknown_worker_is_left_alone(connection, alive):
+@pytest.mark.parametrize("where", ["same-pid-here", "other-host"])
+def test_a_worker_is_judged_by_its_lease_not_by_its_host_and_pid(connection, where):
+    """A restarted container's processor has the dead one's hostname and PID (1); a dead
+    worker on another host cannot be checked from here: neither decides."""
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
+    start_on_dead_worker(queue, connection, "gone")
+    if where == "same-pid-here":
+        fake_worker(connection, "gone", os.getpid())  # a live process has its PID
+    else:
+        fake_worker(connection, "gone", dead_pid(), hostname="another-machine")
+    assert recovery.recover(queue).requeued == [job.id]
+
+
+@pytest.mark.parametrize("alive_by", ["lease", "command-channel"])
+def test_a_job_of_a_live_worker_is_left_alone(connection, alive_by):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
     start_on_dead_worker(queue, connection, "busy")
-    if alive == "pid":
-        fake_worker(connection, "busy", os.getpid())
+    fake_worker(connection, "busy", dead_pid(), hostname="another-machine")
+    listener = connection.pubsub()
+    if alive_by == "lease":
+        connection.set(WORKER_LEASE_KEY.format(name="busy"), 1, ex=15)
     else:
-        fake_worker(connection, "busy", dead_pid(), hostname="another-machine")
-    assert recovery.recover(queue).requeued == []
+        listener.subscribe(PUBSUB_CHANNEL_TEMPLATE % "busy")
+        listener.get_message(timeout=5)  # the subscription is confirmed
+    try:
+        assert recovery.recover(queue).requeued == []
+    finally:
+        listener.close()
     assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == [job.id]
+
+
+def test_a_job_whose_worker_died_between_rqs_two_start_steps_goes_back(connection):
+    """RQ puts the job in the started registry, then marks it started: a kill between the
+    two leaves it "queued" there, its worker named only by the execution."""
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
+    worker = recovery.RecoveringWorker([queue], connection=connection,
+                                       serializer=JSONSerializer, name="cut")
+    taken, _queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    worker.prepare_execution(taken)  # ...and no prepare_job_execution: killed here
+    assert job.get_status(refresh=True) == "queued"
+    assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == [job.id]
+    assert recovery.recover(queue).requeued == [job.id]
+    assert queue.get_job_ids() == [job.id]
+    assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == []
+
+
+def test_a_live_worker_keeps_its_lease_and_gives_it_back_when_it_stops(connection):
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    worker = recovery.RecoveringWorker([queue], connection=connection,
+                                       serializer=JSONSerializer, name="leaser")
+    worker.register_birth()
+    lease = WORKER_LEASE_KEY.format(name="leaser")
+    assert 0 < connection.ttl(lease) <= recovery.LEASE_SECONDS
+    worker.register_death()
+    assert not connection.exists(lease)
 
 
 def test_a_job_that_keeps_killing_its_worker_fails_with_a_reason(connection):

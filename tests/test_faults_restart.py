@@ -22,9 +22,8 @@ import notifications
 from common import CONNECTED
 from constants import PUSH_NOTIFICATION_QUEUE_2
 from local_redis import RedisServer, RedisServerNotFound
-from recovery import process_alive
 from tests import fault_jobs
-from tests.scripts import Script, run_script, skip_unless_ci
+from tests.scripts import Script, process_alive, run_script, skip_unless_ci
 from tests.servers import Server
 from tests.test_jobs_real import assert_course_7_output, wait_until
 

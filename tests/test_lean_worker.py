@@ -2,7 +2,9 @@
 
 The same jobs (a success with progress events, a blacklisted number, bad data, a job
 that returns a value, a job that raises, jobs enqueued by plain RQ with no events) run
-through RQ's SimpleWorker, then, on an emptied Redis, through lean_worker.LeanWorker.
+through RQ's SimpleWorker (as recovery.RecoveringWorker, the base of every worker of
+ours, runs it: with a lease and the guards of untrusted_jobs.py), then, on an emptied
+Redis, through lean_worker.LeanWorker.
 Every key, its type, its fields and its expiry are compared once timestamps, execution
 ids and durations are blanked: at the end, and from inside two running jobs (what a job
 start writes, and what the previous job's end left). If an RQ upgrade changes its
@@ -26,6 +28,7 @@ import job_events
 import jobs
 import notifications
 from lean_worker import LeanWorker
+from recovery import RecoveringWorker
 
 QUEUE = "lean_compare"
 STREAM = "queuing:job_events:compare"
@@ -106,7 +109,7 @@ def connection(redis_url, real_redis):
 
 
 def test_lean_worker_leaves_what_rq_simple_worker_leaves(connection):
-    rq_run = _run(connection, SimpleWorker)
+    rq_run = _run(connection, RecoveringWorker)
     connection.flushdb()  # a throwaway server of the test's own (conftest.redis_url)
     lean_run = _run(connection, LeanWorker)
 
@@ -216,7 +219,7 @@ class AfterAnIdleWait(LeanWorker):
 
 
 def test_a_job_rq_dequeued_after_an_idle_wait_ends_as_rq_ends_it(connection):
-    rq_run = _run(connection, SimpleWorker)
+    rq_run = _run(connection, RecoveringWorker)
     connection.flushdb()  # a throwaway server of the test's own (conftest.redis_url)
     lean_run = _run(connection, AfterAnIdleWait)
     assert lean_run["events"] == rq_run["events"]
