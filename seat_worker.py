@@ -2,16 +2,21 @@
 
 It is an RQ SimpleWorker in a thread. Outside the main thread RQ can install no signal
 handlers and its SIGALRM job timeouts fail silently, so this worker uses RQ's
-timer-based death penalty and skips signal setup. Its blocking dequeue waits up to
-405 s, so its client's socket timeout is longer than that (redis-py 8 defaults to 5 s).
+timer-based death penalty and skips signal setup. Its server stops it when it exits
+(:meth:`Processor.stop`): the worker ends its current job, then leaves RQ's worker
+registry, so ``rq info`` and rq-dashboard show no idle worker of a server that is gone.
+To notice that stop, it waits for jobs in slices of ``DEQUEUE_SLICE`` seconds.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.util
 import threading
-import time
 
 import redis
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
@@ -20,13 +25,19 @@ from constants import RESERVE_SEAT_QUEUE
 from recovery import RecoveringWorker
 
 RESTART_SECONDS = 1.0
-# RQ blocks up to worker_ttl - 15 = 405 s per dequeue (and would raise a shorter timeout to 415).
+DEQUEUE_SLICE = 1  # seconds, RQ's smallest blocking wait
+# RQ raises a client's socket timeout below worker_ttl - 5 = 415 s to that anyway.
 DEQUEUE_SOCKET_TIMEOUT = 420
+STOP_TIMEOUT = 10.0  # a job of ours takes milliseconds; the wait is only a bound
 
 
 class SeatWorker(RecoveringWorker):
     death_penalty_class = TimerDeathPenalty
     max_connection_wait_time = 2.0  # retry a lost Redis every 2 s, not up to 60 s
+
+    def __init__(self, *args, stop: threading.Event | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop = stop or threading.Event()
 
     def _install_signal_handlers(self) -> None:
         """Signals belong to the main thread: the server's, not this worker's."""
@@ -34,39 +45,69 @@ class SeatWorker(RecoveringWorker):
     def handle_exception(self, job, *exc_info) -> None:
         """No traceback on the console: the job's failure callback prints the course's line."""
 
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """RQ's wait for a job, in slices, until :attr:`stop` is set; then RQ's work loop
+        ends as on Ctrl-C (StopRequested) and its teardown deregisters the worker."""
+        if timeout is None:  # burst mode: RQ does not block, and returns None when empty
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self.stop.is_set():
+            # With max_idle_time RQ returns None once the slice has passed with no job.
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=DEQUEUE_SLICE)
+            if result is not None:
+                return result
+        raise StopRequested
+
 
 def worker_connection(url: str | None = None) -> redis.Redis:
-    """A bytes-mode client (RQ needs one) whose blocking dequeue may wait for minutes."""
+    """A bytes-mode client (RQ needs one) with RQ's own socket timeout for its workers."""
     return jobs.rq_connection(url, socket_timeout=DEQUEUE_SOCKET_TIMEOUT,
                               socket_connect_timeout=2)
 
 
 class Processor:
-    """At most one worker thread per process: the first :meth:`start` starts it."""
+    """At most one worker thread per process: the first :meth:`start` starts it, and
+    :meth:`stop` (run at the process's exit) stops it."""
 
     def __init__(self, connection: redis.Redis) -> None:
         self.connection = connection
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def start(self) -> bool:
-        """Start processing ``reserve_seat`` unless this process already does; True if started."""
+        """Start processing ``reserve_seat`` unless this process already does (or is
+        stopping); True if started."""
         with self._lock:
-            if self._thread is not None:
+            if self._thread is not None or self._stop.is_set():
                 return False
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name="reserve_seat worker")
             self._thread.start()
+            atexit.register(self.stop)
+            if multiprocessing.parent_process() is not None:
+                # A worker process started by multiprocessing (granian's workers are) ends
+                # with os._exit, which skips atexit; multiprocessing's own exit hooks run.
+                multiprocessing.util.Finalize(None, self.stop, exitpriority=1)
             return True
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Let the worker finish its job and deregister; True once its thread has ended."""
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def _run(self) -> None:
         # RQ's work loop quits on some Redis errors (one during a job's bookkeeping, say):
         # start a new worker then, so processing resumes when Redis is back.
-        while True:
+        while not self._stop.is_set():
             try:
                 worker = SeatWorker([RESERVE_SEAT_QUEUE], connection=self.connection,
-                                    serializer=JSONSerializer)
+                                    serializer=JSONSerializer, stop=self._stop)
                 worker.work(logging_level="WARNING")
             except redis.RedisError:
                 pass
-            time.sleep(RESTART_SECONDS)
+            self._stop.wait(RESTART_SECONDS)

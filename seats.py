@@ -107,6 +107,8 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
         sale = Sale(redis_client)
         sale.join()
         app.extensions["seat_sale"] = sale
+        # Under granian: give the lease back and deregister the worker on the stop signal.
+        web.on_stop_signal(sale.leave, processor.stop)
 
     def available_seats_body() -> str:
         return web.dumps({"numberOfAvailableSeats": get_current_available_seats(redis_client)})

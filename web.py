@@ -9,9 +9,12 @@ routes a page polls most answer without Flask's per-request machinery.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
+import threading
 from collections.abc import Callable, Iterable
 
 import redis
@@ -132,16 +135,72 @@ class HotReads:
         return [data]
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_WAKEUP_SOCKETS: list[socket.socket] = []
+
+
+def in_granian_worker() -> bool:
+    """Whether this is a granian worker process loading the app: until granian installs
+    the worker's own handlers, its SIGINT handler is the one inherited through fork from
+    granian's main process, a method of granian's server."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    server = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    return type(server).__module__.startswith("granian.")
+
+
+def on_stop_signal(*actions: Callable[[], object]) -> bool:
+    """In a granian worker process, run ``actions`` (in a thread) as soon as the process
+    gets SIGINT or SIGTERM, or now if it got one while it started; True if set up.
+
+    granian 2.8 does not always end a worker on a signal: a worker signalled before it
+    installed its handlers, or whose main thread does not get the signal, waits forever,
+    until the main process kills it (``--workers-kill-timeout``), and a killed worker
+    runs no exit hook. So what must be given back at exit (the seat lease, the RQ worker's
+    registration) is given back here, when the signal comes. Python's C handler writes
+    every signal's number to the wakeup fd, whichever thread the signal interrupts.
+    """
+    if not in_granian_worker():
+        return False
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    early = getattr(signal.getsignal(signal.SIGINT).__self__, "interrupt_signal", False)
+
+    _WAKEUP_SOCKETS.extend((reader, writer))  # open as long as the process lives
+
+    def watch() -> None:
+        while not early:
+            data = reader.recv(64)
+            if not data or any(signum in data for signum in STOP_SIGNALS):
+                break
+        for action in actions:
+            with contextlib.suppress(Exception):
+                action()
+
+    threading.Thread(target=watch, daemon=True, name="stop-signal watcher").start()
+    return True
+
+
 def port() -> int:
     return int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler)
 
 
 def serve(app: Flask) -> None:
     """Flask's development server on PORT (default 1245), threaded, never in debug mode.
 
     For production run a WSGI server instead (see the README: granian, several workers).
-    SIGTERM (``kill``, systemd, docker stop) ends it as Ctrl-C does, so exit hooks run.
+    SIGTERM (``kill``, systemd, docker stop) ends it as Ctrl-C does, so exit hooks run;
+    either is a normal stop, and returns.
     """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    app.run(host=os.environ.get(HOST_ENV) or DEFAULT_HOST, port=port(), debug=False,
-            use_reloader=False, threaded=True)
+    stop_on_signals()
+    # Werkzeug's loop returns on Ctrl-C by itself; a Ctrl-C before it is caught here.
+    with contextlib.suppress(KeyboardInterrupt):
+        app.run(host=os.environ.get(HOST_ENV) or DEFAULT_HOST, port=port(), debug=False,
+                use_reloader=False, threaded=True)

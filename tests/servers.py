@@ -19,9 +19,10 @@ from local_redis import free_port
 from tests.scripts import Script
 
 START_TIMEOUT = 20.0
-# The README's production command, less --workers, --host and --port.
+# The README's production command, less --workers, --host and --port. granian 2.8 does
+# not always end a worker on a signal: --workers-kill-timeout bounds the stop.
 GRANIAN_OPTIONS = ["--interface", "wsgi", "--factory", "--blocking-threads", "2",
-                   "--respawn-failed-workers"]
+                   "--respawn-failed-workers", "--workers-kill-timeout", "5"]
 
 
 class Server(Script):

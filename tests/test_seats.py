@@ -22,6 +22,9 @@ class CountingProcessor:
         self.starts += 1
         return self.starts == 1
 
+    def stop(self) -> bool:
+        return True
+
 
 @pytest.fixture
 def rq_redis(fake_server):
