@@ -9,7 +9,7 @@ the worker at once (exit 2). Each failed job prints one line, ``SMS job 12 faile
 It is the processors' worker (workers.py): it stops as they do on Ctrl-C or SIGTERM.
 The tick queue has its own worker because RQ's cron writes its jobs with RQ's default
 serializer (pickle) and a worker reads every queue with one serializer; the tick job
-carries no data at all.
+carries no data at all, and its worker unpickles plain data only (untrusted_jobs.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import common
 import senders
 import workers
 from constants import REMINDERS_TICK_QUEUE, SMS_QUEUE
+from untrusted_jobs import DataOnlyPickle
 
 SMS_JOB = "SMS job"
 TICK_JOB = "Reminders tick job"
@@ -38,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     connection = common.connect(decode_responses=False)  # RQ wants bytes
     common.wait_until_connected(connection, sleep=stopping.sleep)
     connection.close()
-    if args.tick:  # RQ's cron writes pickled jobs: RQ's default serializer (None)
-        return workers.work(REMINDERS_TICK_QUEUE, serializer=None, job_label=TICK_JOB,
-                            burst=args.burst)
+    if args.tick:  # RQ's cron writes pickled jobs: read them as plain data only
+        return workers.work(REMINDERS_TICK_QUEUE, serializer=DataOnlyPickle,
+                            job_label=TICK_JOB, burst=args.burst)
     return workers.work(SMS_QUEUE, job_label=SMS_JOB, burst=args.burst)
 
 

@@ -14,6 +14,12 @@ that is not ours is never called. Every worker of the project uses it as its
 ``EXTRA_JOB_FUNCTIONS`` (comma-separated dotted paths) lets an operator allow more, as
 the tests do for their own job functions; like every setting it is the operator's to set.
 
+**Pickle reads plain data only.** Unpickling runs whatever code the bytes name, before
+any job function is looked at: every queue of ours is JSON, but RQ's cron writes its
+jobs with pickle, so the one worker that reads them (``105_worker.py --tick``) uses
+:class:`DataOnlyPickle`, which refuses anything but plain data (the standard library's
+"restricting globals").
+
 **A job that cannot be read fails; the worker goes on.** RQ reads a job's hash when it
 takes it from the queue, and one malformed field (``result_ttl=abc``, a bad date, a key
 of the wrong type) raises there, which ends RQ's worker. :class:`SkipsUnreadableJobs`
@@ -23,8 +29,10 @@ registry, its creator told why when its reply stream can be read, one line print
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,6 +60,25 @@ JOB_FUNCTIONS = frozenset({
     "senders.send_sms",
     "reminders.tick",
 })
+
+
+class DataOnlyPickle:
+    """RQ's default serializer (pickle), reading plain data only: numbers, text, bytes,
+    lists, tuples, dicts, sets, None. A pickle that names any class or function (what
+    an exploit does) fails to load, so nothing in it runs."""
+
+    @staticmethod
+    def dumps(value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        return _DataOnlyUnpickler(io.BytesIO(data)).load()
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
 
 
 class ForbiddenJob(Exception):

@@ -94,12 +94,22 @@ def shutdown_grace() -> float:
 _LOST_REDIS = "Worker %s: could not connect to Redis instance"
 
 
+# RQ's log line when its work loop quits on an exception (with its traceback).
+_QUITTING = "Worker %s: found an unhandled exception, quitting..."
+
+
 class _CourseLines(logging.LoggerAdapter):
-    """RQ's worker log, where losing Redis becomes the course's not-connected line."""
+    """RQ's worker log, where losing Redis becomes the course's not-connected line, and a
+    work loop that quits on an error one line saying why (the traceback with RQ_VERBOSE)."""
 
     def error(self, msg: object, *args: object, **kwargs: object) -> None:
         if isinstance(msg, str) and msg.startswith(_LOST_REDIS) and len(args) > 1:
             self.extra["worker"].lost_redis(args[1])
+        elif msg == _QUITTING and not verbose():
+            error = sys.exc_info()[1]
+            detail = str(error).strip().splitlines()
+            common.log_error(f"Worker {args[0] if args else ''} stopped on an error: "
+                             f"{type(error).__name__}{': ' + detail[0] if detail else ''}")
         else:
             self.logger.error(msg, *args, **kwargs)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+
 import fakeredis
 import pytest
 from rq import Callback, Queue, SimpleWorker
@@ -11,7 +14,7 @@ from rq.serializers import JSONSerializer
 
 import untrusted_jobs
 from job_events import JobBatch
-from untrusted_jobs import AllowedJob, SkipsUnreadableJobs
+from untrusted_jobs import AllowedJob, DataOnlyPickle, SkipsUnreadableJobs
 
 
 @pytest.fixture
@@ -127,3 +130,38 @@ def test_a_job_key_of_the_wrong_type_fails_and_the_worker_goes_on(connection):
     worker.work(burst=True)
     assert good.get_status() == JobStatus.FINISHED
     assert [line.split(" (")[0] for line in reported] == ["666: its job cannot be read"]
+
+
+# -- Pickle, for RQ's cron jobs: plain data only -------------------------------------------
+
+class Exploit:
+    """Unpickling this runs a command: what someone who can write to Redis plants."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (subprocess.call, (["touch", str(self.marker)],))
+
+
+def test_a_pickled_job_of_plain_data_runs(connection):
+    queue = Queue("tick", connection=connection)  # RQ's default serializer, as RQ's cron
+    job = queue.enqueue("builtins.len", [1, 2, 3])
+    SimpleWorker([queue], connection=connection, serializer=DataOnlyPickle,
+                 job_class=AllowedJob).work(burst=True)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert job.return_value() == 3
+
+
+def test_a_planted_pickle_runs_nothing_in_the_pickle_reading_worker(connection, tmp_path):
+    marker = tmp_path / "pwned"
+    queue = Queue("tick", connection=connection)
+    job = queue.enqueue("builtins.len", Exploit(marker))
+    SimpleWorker([queue], connection=connection, serializer=DataOnlyPickle,
+                 job_class=AllowedJob).work(burst=True)
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert not marker.exists()
+    with pytest.raises(pickle.UnpicklingError, match=r"subprocess\.call is not plain data"):
+        DataOnlyPickle.loads(pickle.dumps(Exploit(marker)))
+    pickle.loads(pickle.dumps(Exploit(marker)))  # control: plain pickle runs it
+    assert marker.exists()
