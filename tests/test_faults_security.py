@@ -155,7 +155,7 @@ def test_a_wrong_password_is_reported_without_any_password():
         try:
             line = processor.read_line()
             assert line.startswith("Redis client not connected to the server: ")
-            assert processor.interrupt() == 130
+            assert processor.interrupt() == 0  # a processor stops cleanly, even while it waits
         finally:
             processor.kill()
         web = Server.script("9_stock", url)
