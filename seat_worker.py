@@ -20,6 +20,7 @@ from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
+import common
 import jobs
 from constants import RESERVE_SEAT_QUEUE
 from recovery import RecoveringWorker
@@ -42,8 +43,15 @@ class SeatWorker(RecoveringWorker):
     def _install_signal_handlers(self) -> None:
         """Signals belong to the main thread: the server's, not this worker's."""
 
-    def handle_exception(self, job, *exc_info) -> None:
-        """No traceback on the console: the job's failure callback prints the course's line."""
+    def report_unreadable(self, job_id: str, reason: str) -> None:
+        """A job RQ could not read, or that is not ours to run, failed: the course's line."""
+        common.log(f"Seat reservation job {job_id} failed: {reason}")
+
+    def handle_exception(self, job, exc_type, exc_value, traceback) -> None:
+        """No traceback on the console: the job's failure callback prints the course's
+        line; a job without ours (one not written by a seat server) gets it here."""
+        if job.failure_callback is None:
+            self.report_unreadable(job.id, str(exc_value))
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """RQ's wait for a job, in slices, until :attr:`stop` is set; then RQ's work loop

@@ -99,7 +99,10 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
     """The seat server. At creation it starts a sale of 50 seats, or joins the live one
     (seat_sale.py); tests pass fakeredis clients and may skip the lease."""
     app = web.new_app(__name__)
-    redis_client = client if client is not None else web.web_client()
+    if client is None:
+        client = web.web_client()
+        common.check_server_accepts(client)
+    redis_client = client
     rq_connection = (rq_connection if rq_connection is not None
                      else web.web_client(decode_responses=False))  # RQ wants bytes
     processor = processor or Processor(worker_connection())
@@ -119,6 +122,7 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
 
     @app.get("/reserve_seat")
     def reserve():
+        web.refuse_head()
         try:
             if not reservations_enabled(redis_client):
                 return web.json_response({"status": "Reservation are blocked"})
@@ -129,6 +133,7 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
 
     @app.get("/process")
     def process():
+        web.refuse_head()
         processor.start()
         return web.json_response({"status": "Queue processing"})
 

@@ -1,19 +1,40 @@
 """Task 12: the products, their stock in Redis, and the Flask app that reserves them.
 
 ``item.ITEM_ID`` holds the quantity still available (what the course calls the
-"reserved stock", which starts equal to ``initialAvailableQuantity``). A missing key
-means nothing was reserved yet. Reserving is one Lua script, so concurrent requests,
-from one process or many, never sell more than there is (a GET then a SET would).
+"reserved stock", which starts equal to ``initialAvailableQuantity``). Each server
+writes the keys that are missing (SET NX) when it starts, or at its first request if
+Redis was away then. Reserving is one Lua script (lua/reserve_one.lua), so concurrent
+requests, from one process or many, never sell more than there is (a GET then a SET
+would).
+
+What a reservation promises (README, "Guarantees"):
+
+- A retried reservation takes no second unit: each request has an id, and the script
+  keeps the request's outcome, so redis-py running it again after a timeout (while
+  the first run still waits behind a stalled Redis) gets the first outcome.
+- A 503 after a stall took nothing: the script takes a unit only before the request's
+  deadline, which ends before the client's first timeout (:func:`deadline_ms`). This
+  compares the app's clock with Redis's (``TIME``): they must agree within about a
+  second (NTP).
+- Lost data sells nothing: when Redis lost the stock keys (restarted without
+  persistence, flushed) while servers ran, reservations and a product's detail answer
+  503 until a server is restarted, which writes the full stock again (a new sale):
+  a missing key no longer reads as "nothing sold yet".
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+import uuid
 from functools import partial
+from pathlib import Path
 from typing import TypedDict
 
 import redis
 from flask import Flask, abort
 
+import common
 import web
 from constants import STOCK_KEY
 
@@ -39,13 +60,13 @@ _LIST_BODY = web.dumps(LIST_PRODUCTS)
 _DETAIL_HEAD = {product["itemId"]: web.dumps(product)[:-1] + ',"currentQuantity":'
                 for product in LIST_PRODUCTS}
 
-# KEYS[1] = item.ITEM_ID, ARGV[1] = the initial quantity. Returns what is left, or -1.
-RESERVE_ONE = """
-local left = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
-if left < 1 then return -1 end
-redis.call('SET', KEYS[1], left - 1)
-return left - 1
-"""
+RESERVE_ONE_LUA = (Path(__file__).parent / "lua" / "reserve_one.lua").read_text()
+# One reservation request's outcome, kept until a while after its deadline.
+RESERVATION_KEY = "queuing:reservation:{request_id}"
+RESERVATION_KEEP_MS = 60_000  # longer than any retry of the request (3 x socket timeout)
+NONE_LEFT, TOO_LATE, STOCK_GONE = -1, -2, -3
+TOO_LATE_REASON = "Redis did not answer in time"
+STOCK_GONE_REASON = "The stock is not in Redis (Redis lost its data?)"
 
 
 def get_item_by_id(item_id: int | str) -> Product | None:
@@ -67,23 +88,64 @@ def get_current_reserved_stock_by_id(client: redis.Redis, item_id: int) -> int:
     return int(value) if value is not None else _BY_ID[str(item_id)]["initialAvailableQuantity"]
 
 
-def product_detail_body(client: redis.Redis, product: Product) -> str:
-    """The body of ``GET /list_products/<id>``: the product and its current quantity."""
-    current = get_current_reserved_stock_by_id(client, product["itemId"])
-    return f"{_DETAIL_HEAD[product['itemId']]}{current}}}"
+class Stock:
+    """The stock keys of one server process: written once (SET NX), then read and taken."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.written = False
+
+    def write_missing(self) -> None:
+        """Write every product's key that is missing, once per process."""
+        if self.written:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for product in LIST_PRODUCTS:
+                pipe.set(stock_key(product["itemId"]), product["initialAvailableQuantity"],
+                         nx=True)
+            pipe.execute()
+        self.written = True
+
+    def detail_body(self, product: Product) -> str:
+        """The body of ``GET /list_products/<id>``: the product and its current quantity."""
+        self.write_missing()
+        current = self.client.get(stock_key(product["itemId"]))
+        if current is None:
+            raise web.Unavailable(STOCK_GONE_REASON)
+        return f"{_DETAIL_HEAD[product['itemId']]}{current}}}"
+
+    def reserve_one(self, product: Product, request_id: str | None = None) -> bool:
+        """Take one unit atomically; False when none is left. ``request_id``: the same
+        id takes at most one unit, however often it runs (default: a new one)."""
+        self.write_missing()
+        left = int(self.client.eval(
+            RESERVE_ONE_LUA, 2, stock_key(product["itemId"]),
+            RESERVATION_KEY.format(request_id=request_id or uuid.uuid4().hex),
+            deadline_ms(self.client), RESERVATION_KEEP_MS))
+        if left == TOO_LATE:
+            raise web.Unavailable(TOO_LATE_REASON)
+        if left == STOCK_GONE:
+            raise web.Unavailable(STOCK_GONE_REASON)
+        return left >= 0
 
 
-def reserve_one(client: redis.Redis, product: Product) -> bool:
-    """Take one unit atomically; False when none is left."""
-    left = client.eval(RESERVE_ONE, 1, stock_key(product["itemId"]),
-                       product["initialAvailableQuantity"])
-    return int(left) >= 0
+def deadline_ms(client: redis.Redis) -> int:
+    """When a reservation sent now must have run, in ms since the epoch: a second (half,
+    for a timeout under 2 s) before ``client`` gives up waiting and retries, so no run
+    of a request the server answered 503 can take a unit, given clocks within a second."""
+    timeout = web.socket_timeout(client)
+    return int((time.time() + max(timeout - 1, timeout / 2)) * 1000)
 
 
 def create_app(client: redis.Redis | None = None) -> Flask:
     """The stock server; tests pass a fakeredis client, otherwise REDIS_URL is used."""
     app = web.new_app(__name__)
-    redis_client = client if client is not None else web.web_client()
+    if client is None:
+        client = web.web_client()
+        common.check_server_accepts(client)
+    stock = Stock(client)
+    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        stock.write_missing()  # else at the first request that reaches Redis
 
     def product_or_404(item_id: str) -> Product:
         product = get_item_by_id(item_id)
@@ -98,18 +160,19 @@ def create_app(client: redis.Redis | None = None) -> Flask:
     @app.get("/list_products/<item_id>")
     def product_detail(item_id: str):
         product = product_or_404(item_id)
-        return web.json_text_response(product_detail_body(redis_client, product))
+        return web.json_text_response(stock.detail_body(product))
 
     @app.get("/reserve_product/<item_id>")
     def reserve_product(item_id: str):
+        web.refuse_head()
         product = product_or_404(item_id)
-        if not reserve_one(redis_client, product):
+        if not stock.reserve_one(product):
             return web.json_response(
                 {"status": "Not enough stock available", "itemId": product["itemId"]})
         return web.json_response({"status": "Reservation confirmed", "itemId": product["itemId"]})
 
     # The same bodies for a product's GET, without Flask's per-request cost (web.HotReads).
     app.wsgi_app = web.HotReads(app.wsgi_app, {
-        f"/list_products/{product['itemId']}": partial(product_detail_body, redis_client, product)
+        f"/list_products/{product['itemId']}": partial(stock.detail_body, product)
         for product in LIST_PRODUCTS})
     return app

@@ -16,12 +16,14 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, request
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+from werkzeug.serving import WSGIRequestHandler
 
 import common
 from constants import DEFAULT_PORT
@@ -30,6 +32,12 @@ PORT_ENV = "PORT"
 HOST_ENV = "HOST"
 DEFAULT_HOST = "127.0.0.1"
 REDIS_DOWN = "Redis is not reachable"
+SOCKET_TIMEOUT = 5.0
+# Connections per client, and how long a request waits for one when all are in use: longer
+# than a command can hold one (3 tries of SOCKET_TIMEOUT), so only a Redis that does not
+# answer makes a request wait that long.
+POOL_SIZE = 100
+POOL_WAIT_SECONDS = 20
 JSON = "application/json"
 
 
@@ -47,11 +55,32 @@ def json_text_response(text: str, status: int = 200) -> Response:
     return Response(text, status=status, mimetype=JSON)
 
 
-def web_client(url: str | None = None, decode_responses: bool = True) -> redis.Redis:
+def web_client(url: str | None = None, decode_responses: bool = True,
+               socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
     """A client that gives up on a dead Redis within a fraction of a second, not 3 s,
-    so a request gets its 503 at once (redis-py 8 retries 10 times by default)."""
-    return common.connect(url, decode_responses=decode_responses, socket_connect_timeout=2,
-                          socket_timeout=5, retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2))
+    so a request gets its 503 at once (redis-py 8 retries 10 times by default).
+
+    Its pool waits for a free connection (up to POOL_WAIT_SECONDS) when all
+    POOL_SIZE are in use: redis-py's default pool raises at once then, a ConnectionError
+    that would tell a client "Redis is not reachable" while Redis is up (the threaded
+    development server has a thread per request, however many come)."""
+    url = common.redis_url() if url is None else url
+    common.check_redis_url(url)
+    try:
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS,
+            decode_responses=decode_responses, socket_connect_timeout=2,
+            socket_timeout=socket_timeout, retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2))
+    except ValueError:
+        raise common.InvalidRedisURL(f"{common.REDIS_URL_ENV} is not a usable Redis URL") from None
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
+
+
+def socket_timeout(client: redis.Redis) -> float:
+    """The seconds ``client`` waits for an answer before it gives up (or retries)."""
+    return client.connection_pool.connection_kwargs.get("socket_timeout") or SOCKET_TIMEOUT
 
 
 def _http_error(error: HTTPException) -> Response:
@@ -70,9 +99,31 @@ def _redis_down(error: redis.RedisError) -> Response:
     return json_text_response(REDIS_DOWN_BODY, 503)
 
 
+class Unavailable(Exception):
+    """Answered 503 ``{"status":"Service Unavailable","reason":REASON}``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _unavailable(error: Unavailable) -> Response:
+    return json_response({"status": "Service Unavailable", "reason": error.reason}, 503)
+
+
 def _server_error(error: InternalServerError) -> Response:
     # Flask has already logged the traceback to stderr; the client gets no detail.
+    refused = common.refused_setting(error.original_exception)
+    if refused is not None:  # e.g. REDIS_URL's database, on a server restarted with fewer
+        return _unavailable(Unavailable(str(refused)))
     return json_response({"status": "Internal Server Error"}, 500)
+
+
+def refuse_head() -> None:
+    """In a view that changes something: a HEAD is answered 405, Allow: GET. Flask would
+    run the view for a HEAD as for a GET (and drop the body), so a HEAD would reserve."""
+    if request.method == "HEAD":
+        raise MethodNotAllowed(valid_methods=["GET"])
 
 
 class JsonFlask(Flask):
@@ -101,6 +152,7 @@ def new_app(import_name: str) -> Flask:
     app.register_error_handler(InternalServerError, _server_error)
     app.register_error_handler(redis.ConnectionError, _redis_down)
     app.register_error_handler(redis.TimeoutError, _redis_down)
+    app.register_error_handler(Unavailable, _unavailable)
     return app
 
 
@@ -192,6 +244,31 @@ def stop_on_signals() -> None:
         signal.signal(signum, signal.default_int_handler)
 
 
+class JsonErrorsRequestHandler(WSGIRequestHandler):
+    """The development server's own errors (a malformed request line 400, a URI too long
+    414, headers too large 431, an HTTP version it does not speak 505), which it answers
+    before Flask sees the request, as JSON too: ``{"status":"Bad Request"}``."""
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        self.log_error("code %d, message %s", code, message)
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        body = dumps({"status": phrase}).encode()
+        # A request line it could not read leaves HTTP/0.9, whose answers have no status
+        # line and no headers: answer such a line with both.
+        self.request_version = getattr(self, "request_version", "HTTP/0.9")
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.send_response(code, phrase)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", JSON)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.close_connection = True
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
 def serve(app: Flask) -> None:
     """Flask's development server on PORT (default 1245), threaded, never in debug mode.
 
@@ -203,4 +280,4 @@ def serve(app: Flask) -> None:
     # Werkzeug's loop returns on Ctrl-C by itself; a Ctrl-C before it is caught here.
     with contextlib.suppress(KeyboardInterrupt):
         app.run(host=os.environ.get(HOST_ENV) or DEFAULT_HOST, port=port(), debug=False,
-                use_reloader=False, threaded=True)
+                use_reloader=False, threaded=True, request_handler=JsonErrorsRequestHandler)

@@ -73,6 +73,7 @@ def test_redis_down_is_the_same_json_503(server, fake_server, fake_redis):
 
 def test_any_other_error_is_flasks_json_500(fake_server, fake_redis):
     app = make_app("stock", fake_server, fake_redis)
+    fake_redis.delete("item.1")
     fake_redis.rpush("item.1", "not a number")  # WRONGTYPE for GET
     hot, flask = both(app, "/list_products/1")
     assert hot == flask
