@@ -47,7 +47,8 @@ def wrong_type(queue, job_id: str) -> str:
 
 
 def stop(processor, connection) -> None:
-    assert processor.interrupt() == 0
+    status = processor.interrupt()
+    assert status == 0, processor.stderr
     assert "Traceback" not in processor.stderr
     assert Worker.count(connection=connection) == 0
 
