@@ -21,6 +21,9 @@ STOCK_KEY = "item.{item_id}"
 AVAILABLE_SEATS_KEY = "available_seats"
 RESERVATION_ENABLED_KEY = "reservation_enabled"
 SEAT_SERVERS_KEY = "seat_servers"
+# The number of the sale being sold, one more for each new sale: a reservation job made for
+# an older sale takes no seat of a newer one.
+SEAT_SALE_KEY = "seat_sale"
 # The ids of the jobs that took a seat in the current sale: a job run twice takes one seat.
 SEAT_JOBS_KEY = "seat_jobs"
 INITIAL_SEATS = 50

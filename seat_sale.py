@@ -24,14 +24,15 @@ from constants import (
     INITIAL_SEATS,
     RESERVATION_ENABLED_KEY,
     SEAT_JOBS_KEY,
+    SEAT_SALE_KEY,
     SEAT_SERVERS_KEY,
 )
 
 LEASE_SECONDS = 15
 RENEW_SECONDS = 5
 
-# KEYS: seat_servers, available_seats, reservation_enabled, seat_jobs. ARGV: lease ms,
-# id, seats.
+# KEYS: seat_servers, available_seats, reservation_enabled, seat_jobs, seat_sale.
+# ARGV: lease ms, id, seats.
 # Returns 1 when this call started a new sale, 0 when it joined a live one.
 START_OR_JOIN = """
 local time = redis.call('TIME')
@@ -42,6 +43,7 @@ if fresh then
   redis.call('SET', KEYS[2], ARGV[3])
   redis.call('SET', KEYS[3], '1')
   redis.call('DEL', KEYS[4])
+  redis.call('INCR', KEYS[5])
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 if fresh then return 1 end
@@ -67,8 +69,9 @@ class Sale:
 
     def join(self, renew: bool = True) -> bool:
         """Start a new sale if no live server holds one, else join it; True if new."""
-        started = self.client.eval(START_OR_JOIN, 4, SEAT_SERVERS_KEY, AVAILABLE_SEATS_KEY,
-                                   RESERVATION_ENABLED_KEY, SEAT_JOBS_KEY, LEASE_SECONDS * 1000,
+        started = self.client.eval(START_OR_JOIN, 5, SEAT_SERVERS_KEY, AVAILABLE_SEATS_KEY,
+                                   RESERVATION_ENABLED_KEY, SEAT_JOBS_KEY, SEAT_SALE_KEY,
+                                   LEASE_SECONDS * 1000,
                                    self.server_id, self.seats)
         if renew:
             threading.Thread(target=self._renew, daemon=True, name="seat-lease").start()

@@ -20,16 +20,23 @@ from constants import (
     RESERVATION_ENABLED_KEY,
     RESERVE_SEAT_QUEUE,
     SEAT_JOBS_KEY,
+    SEAT_SALE_KEY,
 )
 from seat_sale import Sale
 from seat_worker import Processor, worker_connection
 
 NOT_ENOUGH_SEATS = "Not enough seats available"
+SALE_ENDED = "its sale has ended: a new sale of 50 seats started since it was queued"
 
-# KEYS: available_seats, reservation_enabled, seat_jobs. ARGV: the job's id.
-# Returns the seats left, or -1 if none was. A job that already took its seat (it runs
-# again after its worker died: recovery.py) takes no other and gets the seats left.
+# KEYS: available_seats, reservation_enabled, seat_jobs, seat_sale. ARGV: the job's id,
+# the sale it was made for ("" for any).
+# Returns the seats left, -1 if none was, -2 if the job's sale is over. A job that already
+# took its seat (it runs again after its worker died: recovery.py) takes no other and
+# gets the seats left.
 TAKE_SEAT = """
+if ARGV[2] ~= '' and ARGV[2] ~= (redis.call('GET', KEYS[4]) or '') then
+  return -2
+end
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then
   return tonumber(redis.call('GET', KEYS[1]) or '0')
 end
@@ -50,6 +57,14 @@ class NotEnoughSeats(Exception):
         super().__init__(NOT_ENOUGH_SEATS)
 
 
+class SaleEnded(Exception):
+    """A reservation made in one sale, run in a later one (a server restarted after the
+    old sale's servers all died): it takes no seat of the new sale."""
+
+    def __init__(self) -> None:
+        super().__init__(SALE_ENDED)
+
+
 def reserve_seat(client: redis.Redis, number: int) -> None:
     """Set the number of available seats (the course's ``reserveSeat``)."""
     client.set(AVAILABLE_SEATS_KEY, number)
@@ -60,21 +75,27 @@ def get_current_available_seats(client: redis.Redis) -> str:
     return client.get(AVAILABLE_SEATS_KEY) or "0"
 
 
-def reservations_enabled(client: redis.Redis) -> bool:
-    return client.get(RESERVATION_ENABLED_KEY) == "1"
+def open_sale(client: redis.Redis) -> str | None:
+    """The number of the sale taking reservations ("" before sales were numbered), or
+    None when reservations are blocked: one round trip."""
+    enabled, sale = client.mget(RESERVATION_ENABLED_KEY, SEAT_SALE_KEY)
+    return (sale or "") if enabled in ("1", b"1") else None
 
 
-def take_seat() -> int:
-    """The ``reserve_seat`` job: take one seat or fail with "Not enough seats available".
+def take_seat(sale: str = "") -> int:
+    """The ``reserve_seat`` job: take one seat of ``sale`` (the sale it was queued in), or
+    fail with "Not enough seats available", or with SaleEnded when a new sale started since.
 
     Safe to run twice: a job takes at most one seat, however often it runs.
     """
     job = get_current_job()
-    left = job.connection.eval(TAKE_SEAT, 3, AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY,
-                               SEAT_JOBS_KEY, job.id)
-    if int(left) < 0:
+    left = int(job.connection.eval(TAKE_SEAT, 4, AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY,
+                                   SEAT_JOBS_KEY, SEAT_SALE_KEY, job.id, sale))
+    if left == -2:
+        raise SaleEnded
+    if left < 0:
         raise NotEnoughSeats
-    return int(left)
+    return left
 
 
 def job_completed(job, connection, result) -> None:
@@ -86,10 +107,10 @@ def job_failed(job, connection, exc_type, exc_value, traceback) -> None:
     common.log(f"Seat reservation job {job.id} failed: {exc_value}")
 
 
-def queue_reservation(connection: redis.Redis) -> str:
-    """Queue one ``reserve_seat`` job with a Kue-like id; the id."""
+def queue_reservation(connection: redis.Redis, sale: str = "") -> str:
+    """Queue one ``reserve_seat`` job of ``sale`` with a Kue-like id; the id."""
     job = jobs.json_queue(RESERVE_SEAT_QUEUE, connection).enqueue(
-        take_seat, job_id=jobs.next_job_id(connection),
+        take_seat, sale, job_id=jobs.next_job_id(connection),
         on_success=Callback(job_completed), on_failure=Callback(job_failed))
     return job.id
 
@@ -124,9 +145,10 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
     def reserve():
         web.refuse_head()
         try:
-            if not reservations_enabled(redis_client):
+            sale = open_sale(redis_client)
+            if sale is None:
                 return web.json_response({"status": "Reservation are blocked"})
-            queue_reservation(rq_connection)
+            queue_reservation(rq_connection, sale)
         except redis.RedisError:
             return web.json_response({"status": "Reservation failed"}, 503)
         return web.json_response({"status": "Reservation in process"})

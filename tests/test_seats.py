@@ -175,3 +175,18 @@ def test_a_dead_servers_lease_does_not_keep_the_old_sale(fake_redis):
         "seat_servers", 0, -1)})  # its lease has run out
     assert Sale(fake_redis).join(renew=False) is True
     assert fake_redis.get("available_seats") == "50"
+
+
+def test_a_reservation_of_an_old_sale_takes_no_seat_of_a_new_one(client, fake_redis, rq_redis,
+                                                                  capsys):
+    """Every server of a sale died (kill -9) with reservations still queued; a server
+    started later opens a new sale of 50: the old reservations fail, they take none."""
+    assert client.get("/reserve_seat").data == IN_PROCESS
+    fake_redis.delete("seat_servers")  # the old servers' leases have run out
+    assert Sale(fake_redis).join(renew=False) is True
+    run_worker(rq_redis)
+    assert fake_redis.get("available_seats") == "50"
+    assert capsys.readouterr().out.splitlines()[-1].endswith(f"failed: {seats.SALE_ENDED}")
+    client.get("/reserve_seat")  # a reservation of the new sale takes its seat
+    run_worker(rq_redis)
+    assert fake_redis.get("available_seats") == "49"
