@@ -68,18 +68,22 @@ class Sale:
         self._stopped = threading.Event()
 
     def join(self, renew: bool = True) -> bool:
-        """Start a new sale if no live server holds one, else join it; True if new."""
+        """Start a new sale if no live server holds one, else join it; True if new.
+
+        The lease's return is registered before the lease is taken: a stop that comes
+        while it is taken still gives it back at exit."""
+        if renew:
+            atexit.register(self.leave)
+            if multiprocessing.parent_process() is not None:
+                # A worker process started by multiprocessing (granian's workers are) ends
+                # with os._exit, which skips atexit; multiprocessing's own exit hooks run.
+                multiprocessing.util.Finalize(None, self.leave, exitpriority=0)
         started = self.client.eval(START_OR_JOIN, 5, SEAT_SERVERS_KEY, AVAILABLE_SEATS_KEY,
                                    RESERVATION_ENABLED_KEY, SEAT_JOBS_KEY, SEAT_SALE_KEY,
                                    LEASE_SECONDS * 1000,
                                    self.server_id, self.seats)
         if renew:
             threading.Thread(target=self._renew, daemon=True, name="seat-lease").start()
-            atexit.register(self.leave)
-            if multiprocessing.parent_process() is not None:
-                # A worker process started by multiprocessing (granian's workers are) ends
-                # with os._exit, which skips atexit; multiprocessing's own exit hooks run.
-                multiprocessing.util.Finalize(None, self.leave, exitpriority=0)
         return bool(started)
 
     def _renew(self) -> None:
