@@ -200,7 +200,7 @@ _TLS_OPTIONS = {
 }
 # redis-py parses these from a URL, but the clients made here cannot take them.
 _NOT_FROM_A_URL = {
-    "timeout": "it is for a blocking connection pool, which these clients do not use",
+    "timeout": "it is for the servers' connection pool, which sets its own wait",
     "retry_on_error": "it takes exception classes, which a URL cannot name",
 }
 _OPTIONS_BY_SCHEME = {
