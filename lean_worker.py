@@ -149,7 +149,7 @@ class LeanWorker(RecoveringWorker):
         job_id, fields = reply[0].decode(), reply[1]
         if len(reply) > 2:  # its key is not a hash
             error = redis.ResponseError(f"WRONGTYPE its key holds a {reply[2].decode()}")
-            self.report_unreadable(job_id, fail_unreadable(self.queues[0], job_id, error))
+            self._fail_unreadable(job_id, error)
             return None
         if not fields:
             return None
@@ -159,8 +159,7 @@ class LeanWorker(RecoveringWorker):
             job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
         except Exception as error:  # a malformed hash (untrusted_jobs.py): fail it, go on
             self._unregister_execution(job_id, execution_id)
-            self.report_unreadable(job_id, fail_unreadable(
-                self.queues[0], job_id, error, started_as=f"{job_id}:{execution_id}"))
+            self._fail_unreadable(job_id, error, started_as=f"{job_id}:{execution_id}")
             return None
         job._status = JobStatus.STARTED
         job.worker_name, job.started_at, job.last_heartbeat = self.name, request.at, request.at
@@ -171,6 +170,12 @@ class LeanWorker(RecoveringWorker):
         self._state = WorkerStatus.BUSY
         self.log.info("Worker %s: %s: %s", self.name, job.origin, job.id)
         return job
+
+    def _fail_unreadable(self, job_id: str, error: Exception,
+                         started_as: str | None = None) -> None:
+        reason = fail_unreadable(self.queues[0], job_id, error, started_as=started_as)
+        if reason is not None:
+            self.report_unreadable(job_id, reason)
 
     def _unregister_execution(self, job_id: str, execution_id: str) -> None:
         """Undo the start script's execution records of a job that will not run."""

@@ -58,10 +58,12 @@ RECOVERY_LOCK_SECONDS = 10
 
 @dataclass
 class Recovered:
-    """What one recovery did: job ids put back in the queue, and failed."""
+    """What one recovery did: job ids put back in the queue, and failed; and the jobs it
+    found unreadable and failed (untrusted_jobs.fail_unreadable), with the reason."""
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def worker_dead(connection: redis.Redis, worker_name: str) -> bool:
@@ -100,7 +102,7 @@ def _recover_started(queue: Queue, done: Recovered) -> None:
     registry = StartedJobRegistry(queue=queue)
     to_fail = []
     for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-        job = _fetch(queue, job_id, started_as=f"{job_id}:{execution_id}")
+        job = _fetch(queue, job_id, done, started_as=f"{job_id}:{execution_id}")
         if job is None or job.get_status() not in (JobStatus.STARTED, JobStatus.QUEUED):
             continue
         if not worker_dead(queue.connection, _worker_of(queue, job, execution_id)):
@@ -128,7 +130,7 @@ def _recover_taken(queue: Queue, done: Recovered) -> None:
     """Jobs moved to the intermediate queue by a worker that died before starting them."""
     registry = StartedJobRegistry(queue=queue)
     for job_id in queue.intermediate_queue.get_job_ids():
-        job = _fetch(queue, job_id)
+        job = _fetch(queue, job_id, done)
         if job is None or job_id in registry or job_id in done.requeued + done.failed:
             continue
         with queue.connection.pipeline() as pipe:
@@ -144,15 +146,20 @@ def _live_workers(queue: Queue, me: str) -> list[Worker]:
             if worker.name != me and not worker_dead(queue.connection, worker.name)]
 
 
-def _fetch(queue: Queue, job_id: str, started_as: str | None = None) -> Job | None:
+def _fetch(queue: Queue, job_id: str, done: Recovered,
+           started_as: str | None = None) -> Job | None:
     """The job, or None: gone, or unreadable (then failed, untrusted_jobs.py)."""
     try:
-        return queue.fetch_job(job_id)
+        job = queue.job_class.fetch(job_id, connection=queue.connection,
+                                    serializer=queue.serializer)
     except NoSuchJobError:
         return None
     except Exception as error:  # a malformed hash: RQ's Job.restore raises ValueError...
-        fail_unreadable(queue, job_id, error, started_as=started_as)
+        reason = fail_unreadable(queue, job_id, error, started_as=started_as)
+        if reason is not None:
+            done.unreadable.append((job_id, reason))
         return None
+    return job if job.origin == queue.name else None
 
 
 def recover_locked(queue: Queue, me: str = "") -> Recovered:
@@ -184,7 +191,11 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
         if time.monotonic() - self._last_recovery >= RECOVERY_SECONDS:
             self._last_recovery = time.monotonic()
             for queue in self.queues:
-                recover_locked(queue, me=self.name)
+                self._recover(queue)
+
+    def _recover(self, queue: Queue) -> None:
+        for job_id, reason in recover_locked(queue, me=self.name).unreadable:
+            self.report_unreadable(job_id, reason)
 
     def register_birth(self) -> None:
         """Take the worker's lease before RQ registers it, and keep it renewed."""
@@ -214,5 +225,5 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
     def clean_registries(self) -> None:
         self._last_recovery = time.monotonic()
         for queue in self.queues:
-            recover_locked(queue, me=self.name)
+            self._recover(queue)
         super().clean_registries()

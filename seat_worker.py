@@ -24,6 +24,7 @@ import common
 import jobs
 from constants import RESERVE_SEAT_QUEUE
 from recovery import RecoveringWorker
+from untrusted_jobs import GuardedQueue
 
 RESTART_SECONDS = 1.0
 DEQUEUE_SLICE = 1  # seconds, RQ's smallest blocking wait
@@ -34,6 +35,7 @@ STOP_TIMEOUT = 10.0  # a job of ours takes milliseconds; the wait is only a boun
 
 class SeatWorker(RecoveringWorker):
     death_penalty_class = TimerDeathPenalty
+    queue_class = GuardedQueue  # RQ's maintenance meets unreadable jobs safely
     max_connection_wait_time = 2.0  # retry a lost Redis every 2 s, not up to 60 s
 
     def __init__(self, *args, stop: threading.Event | None = None, **kwargs) -> None:

@@ -132,12 +132,13 @@ class AllowedJob(Job):
 
 
 def fail_unreadable(queue: Queue, job_id: str, error: BaseException,
-                    started_as: str | None = None) -> str:
+                    started_as: str | None = None) -> str | None:
     """Fail job ``job_id`` of ``queue``, whose hash RQ could not read, without reading it
     as RQ would: take it out of the queue (and the intermediate list RQ moved it to, and
     the started registry when ``started_as``, its entry there, is given), add it to the
     failed registry, and tell its creator when its meta names a reply stream. Returns
-    the one-line reason."""
+    the one-line reason, or None when another worker failed it already (two can meet
+    the same job: one takes it, another's maintenance looks at it meanwhile)."""
     detail = str(error).strip().splitlines()
     reason = (f"its job cannot be read ({type(error).__name__}"
               f"{': ' + detail[0] if detail else ''})")
@@ -148,8 +149,10 @@ def fail_unreadable(queue: Queue, job_id: str, error: BaseException,
         if started_as is not None:
             pipe.zrem(StartedJobRegistry(queue=queue).key, started_as)
         pipe.zadd(FailedJobRegistry(queue=queue).key,
-                  {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
-        pipe.execute()
+                  {job_id: current_timestamp() + DEFAULT_FAILURE_TTL}, nx=True)
+        first = pipe.execute()[-1]
+    if not first:
+        return None
     job_key = queue.job_class.redis_job_namespace_prefix + job_id
     try:
         connection.hset(job_key, "status", "failed")
@@ -166,11 +169,37 @@ def _report_on_stderr(job_id: str, reason: str) -> None:
     common.log_error(f"Job {job_id} failed: {reason}")
 
 
-class SkipsUnreadableJobs:
-    """A worker mixin: a job whose hash cannot be read is failed (:func:`fail_unreadable`)
-    and reported with ``report_unreadable(job_id, reason)``; the worker takes the next."""
+class GuardedQueue(Queue):
+    """RQ's Queue, whose ``fetch_job`` fails a job it cannot read (:func:`fail_unreadable`,
+    reported with ``report_unreadable``) and returns None, as for a job that is gone: RQ's
+    own maintenance fetches the jobs of other workers' intermediate lists this way, and
+    would die on a malformed one."""
 
     report_unreadable: Callable[[str, str], None] = staticmethod(_report_on_stderr)
+
+    def fetch_job(self, job_id: str) -> Job | None:
+        try:
+            return super().fetch_job(job_id)
+        except Exception as error:  # RQ's Job.restore raises ValueError and others
+            reason = fail_unreadable(self, job_id, error)
+            if reason is not None:
+                self.report_unreadable(job_id, reason)
+            return None
+
+
+class SkipsUnreadableJobs:
+    """A worker mixin: a job whose hash cannot be read is failed (:func:`fail_unreadable`)
+    and reported with ``report_unreadable(job_id, reason)``; the worker takes the next.
+    Its queues that are GuardedQueues (give the worker ``queue_class = GuardedQueue``)
+    report the same way."""
+
+    report_unreadable: Callable[[str, str], None] = staticmethod(_report_on_stderr)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for queue in self.queues:
+            if isinstance(queue, GuardedQueue):
+                queue.report_unreadable = self.report_unreadable
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> Any:
@@ -183,4 +212,6 @@ class SkipsUnreadableJobs:
                     raise
                 if isinstance(job_id, bytes):
                     job_id = job_id.decode(errors="replace")
-                self.report_unreadable(str(job_id), fail_unreadable(queue, str(job_id), error))
+                reason = fail_unreadable(queue, str(job_id), error)
+                if reason is not None:
+                    self.report_unreadable(str(job_id), reason)

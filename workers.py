@@ -39,7 +39,6 @@ from datetime import timedelta
 from typing import Any
 
 import redis
-from rq import Queue
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
@@ -53,6 +52,7 @@ import recovery
 import stopping
 from job_events import failure_reason
 from lean_worker import LeanWorker
+from untrusted_jobs import GuardedQueue
 
 VERBOSE_ENV = "RQ_VERBOSE"
 NOTIFICATION_JOB = "Notification job"
@@ -114,7 +114,7 @@ class _CourseLines(logging.LoggerAdapter):
             self.logger.error(msg, *args, **kwargs)
 
 
-class StoppableQueue(Queue):
+class StoppableQueue(GuardedQueue):
     """RQ's queue, whose dequeue (an idle worker's wait for a job) first looks whether
     the process was asked to stop: that is where an idle worker stops, with no job taken."""
 
@@ -240,14 +240,17 @@ def _work_in_child(queue_name: str, url: str | None, options: dict[str, Any]) ->
     sys.exit(work(queue_name, url, **options))
 
 
-def recover_before_start(queue_name: str, url: str | None = None) -> None:
+def recover_before_start(queue_name: str, url: str | None = None,
+                         job_label: str = NOTIFICATION_JOB) -> None:
     """Put back the jobs of dead workers before ours start: with none of ours running,
     even a job a dead worker had taken but not started can be told apart (recovery.py)."""
     connection = jobs.rq_connection(url)
     try:
-        recovery.recover_locked(jobs.json_queue(queue_name, connection))
+        done = recovery.recover_locked(jobs.json_queue(queue_name, connection))
     finally:
         connection.close()
+    for job_id, reason in done.unreadable:
+        common.log_error(f"{job_label} {job_id} failed: {reason}")
 
 
 def run_workers(queue_name: str, count: int = 1, url: str | None = None,
@@ -267,7 +270,7 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None,
     if count == 1:
         return work(queue_name, url, **options)  # its worker's first maintenance recovers
     try:
-        recover_before_start(queue_name, url)
+        recover_before_start(queue_name, url, options.get("job_label", NOTIFICATION_JOB))
     except redis.ConnectionError as error:
         common.log_error(f"Cannot reach Redis: {error}")
         return 1

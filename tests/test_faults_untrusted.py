@@ -132,6 +132,10 @@ def test_an_unreadable_job_left_started_by_a_dead_worker_does_not_stop_the_recov
         processor.wait_for(SENT)
         wait_until(lambda: job_id in FailedJobRegistry(queue=queue).get_job_ids(),
                    "the unreadable started job failed")
-        assert FinishedJobRegistry(queue=queue).get_job_ids() == [good.id]
+        wait_until(lambda: FinishedJobRegistry(queue=queue).get_job_ids() == [good.id],
+                   "the good job recorded")
     finally:
         stop(processor, connection)
+    assert processor.stderr.splitlines() == [
+        f"Notification job {job_id} failed: its job cannot be read "
+        "(ValueError: invalid literal for int() with base 10: b'abc')"]

@@ -165,3 +165,25 @@ def test_a_planted_pickle_runs_nothing_in_the_pickle_reading_worker(connection, 
         DataOnlyPickle.loads(pickle.dumps(Exploit(marker)))
     pickle.loads(pickle.dumps(Exploit(marker)))  # control: plain pickle runs it
     assert marker.exists()
+
+
+def test_rqs_maintenance_meeting_an_unreadable_job_fails_it_once_and_goes_on(connection):
+    """Another worker's maintenance looks at the jobs in the intermediate list (taken, not
+    yet started) while the worker that took a bad one fails it: it is failed once."""
+    from recovery import RecoveringWorker
+    from untrusted_jobs import GuardedQueue
+
+    class Guarded(RecoveringWorker):
+        queue_class = GuardedQueue
+
+    queue = Queue("poisoned", connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue("notifications.push_notification", {"phoneNumber": "1", "message": "m"})
+    connection.hset(job.key, "result_ttl", "abc")
+    connection.lmove(queue.key, queue.intermediate_queue_key)  # taken by a worker
+    reported = []
+    worker = Guarded(["poisoned"], connection=connection, serializer=JSONSerializer)
+    worker.report_unreadable = lambda job_id, reason: reported.append(job_id)
+    worker.clean_registries()  # RQ's maintenance: its intermediate list clean-up included
+    assert reported == [job.id]
+    assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
+    assert untrusted_jobs.fail_unreadable(queue, job.id, ValueError("again")) is None
