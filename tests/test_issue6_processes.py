@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import redis
 
 from local_redis import free_port
 from tests.local_http import Site, StubTwilio
@@ -106,14 +107,21 @@ def test_uptime_worker_alerts_once_each_way_and_the_worker_prints_it(redis_url, 
                        f"Alert: your check for GET {site.url} is now down"]
 
 
+def due_when_added(reminder_id: str, redis_url: str) -> None:
+    """Make a reminder due at the minute it was added in, read back from Redis: a minute
+    can turn while the CLI starts, and a time given before would then be tomorrow's."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"reminders:reminder:{reminder_id}"
+    created = float(client.hget(key, "created_at"))
+    client.hset(key, "times", datetime.fromtimestamp(created, timezone.utc).strftime("%H:%M"))
+    client.close()
+
+
 def test_two_scheduler_processes_send_a_reminder_once(redis_url, real_redis):
     env = {"REMINDER_TIMEZONE": "UTC", **NO_TWILIO}
     run_script("103_reminders", redis_url, "add", "Stand up", "--phone", "4153518780",
                "--times", "00:00", **env)
-    # Due at the minute it was added in, read back (a minute can turn while it starts).
-    created = float(real_redis.hget("reminders:reminder:1", "created_at"))
-    real_redis.hset("reminders:reminder:1", "times",
-                    datetime.fromtimestamp(created, timezone.utc).strftime("%H:%M"))
+    due_when_added("1", redis_url)
     schedulers = [Script("104_scheduler", redis_url, "--every", "1", **env) for _ in range(2)]
     ticker = Script("105_worker", redis_url, "--tick", RQ_VERBOSE="1", **env)  # RQ's lines
     try:
@@ -168,9 +176,9 @@ def test_honcho_starts_the_procfile_and_alerts_flow_to_twilio(redis_url, site, t
         up = f"Alert: your check for GET {site.url} is now up"
         wait_until(lambda: up in stub.bodies(), 20, f"the up alert; {output[-20:]}")
 
-        minute = datetime.now(timezone.utc).strftime("%H:%M")
         run_script("103_reminders", redis_url, "add", "Take your medicine",
-                   "--phone", "4155550100", "--times", minute)
+                   "--phone", "4155550100", "--times", "00:00")
+        due_when_added("1", redis_url)
         wait_until(lambda: "Take your medicine" in stub.bodies(), 20, "the reminder")
 
         # honcho gives each process type its own PORT: web the first, dashboard the next.
