@@ -13,6 +13,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 
 import jobs
 from constants import AVAILABLE_SEATS_KEY, RESERVE_SEAT_QUEUE, SEAT_JOBS_KEY
+from tests.scripts import wait_until
 from tests.servers import Server, http_get
 
 pytestmark = pytest.mark.redis_server
@@ -22,14 +23,6 @@ TRIALS = 4
 # How long after /process each trial kills the server: from at once to after the queue's
 # first jobs, where the seat worker is between jobs or inside one.
 KILL_AFTER_SECONDS = (0.0, 0.02, 0.05, 0.1, 0.2)
-
-
-def wait_until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting, after {timeout}s, for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
@@ -52,7 +45,8 @@ def test_a_seat_server_killed_mid_processing_loses_and_doubles_nothing(redis_url
     running.append(second)
     http_get(f"http://127.0.0.1:{second.port}/process")
     finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
-    wait_until(lambda: finished.count + failed.count == RESERVATIONS, "every reservation ended")
+    wait_until(lambda: finished.count + failed.count == RESERVATIONS, "every reservation ended",
+               timeout=60)
     assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == []
     assert queue.count == 0
     assert sorted(finished.get_job_ids() + failed.get_job_ids(), key=int) == job_ids

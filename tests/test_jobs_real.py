@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 
 import pytest
@@ -18,7 +17,7 @@ import jobs
 import notifications
 from constants import JOB_EVENTS_PREFIX, PUSH_NOTIFICATION_QUEUE, PUSH_NOTIFICATION_QUEUE_2
 from job_events import LISTEN_SOCKET_TIMEOUT, JobBatch
-from tests.scripts import Script, load_script, run_script
+from tests.scripts import Script, load_script, run_script, wait_until
 
 creator_7 = load_script("7_job_creator")
 
@@ -34,14 +33,6 @@ def connection(redis_url):
     client = jobs.rq_connection(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
     yield client
     client.close()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting, after {timeout}s, for {what}")
-        time.sleep(0.02)
 
 
 def start_processor(name: str, redis_url: str, connection, workers: int, **env) -> Script:

@@ -28,6 +28,7 @@ from constants import (
     REMINDERS_TICK_QUEUE,
     SMS_QUEUE,
 )
+from tests.scripts import wait_until
 from tests.terminal import Terminal
 
 pytestmark = pytest.mark.redis_server
@@ -48,14 +49,6 @@ DELAYS = [0, 0.01, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 1.
 EVENTS = ["ready", "ready+idle", "busy", "busy"]  # 16 + 4 = 20 trials per script
 STOP_WITHIN = 15  # seconds, generous for a loaded 2-core machine
 PARALLEL = 5
-
-
-def wait_until(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.01)
 
 
 def script_started(terminal: Terminal) -> bool:
