@@ -1,15 +1,15 @@
-"""Only our own job functions run, whoever wrote the job into Redis.
+"""Only our own job functions run, and one bad job stops nothing, whoever wrote it.
 
-Jobs are data in Redis, and others may write there. Two things follow.
+Jobs are data in Redis, and others may write there. Three things follow.
 
 **Only our functions.** An RQ job names its function and its callbacks by dotted path
 (``"os.system"``), and RQ imports whatever a job names: JSON payloads only limit the
 arguments. So whoever can write to Redis could run any function in our workers.
-:class:`AllowedJob` checks every
-name a job carries against :data:`JOB_FUNCTIONS` before anything is imported or called;
-a job naming anything else fails with one line (:class:`ForbiddenJob`), and a callback
-that is not ours is never called. Every worker of the project uses it as its
-``job_class``; RQ's own CLI takes it too (``rq worker --job-class untrusted_jobs.AllowedJob``).
+:class:`AllowedJob` checks every name a job carries against :data:`JOB_FUNCTIONS` before
+anything is imported or called; a job naming anything else fails with one line
+(:class:`ForbiddenJob`), and a callback that is not ours is never called. Every worker of
+the project uses it as its ``job_class``; RQ's own CLI takes it too
+(``rq worker --job-class untrusted_jobs.AllowedJob``).
 
 ``EXTRA_JOB_FUNCTIONS`` (comma-separated dotted paths) lets an operator allow more, as
 the tests do for their own job functions; like every setting it is the operator's to set.
