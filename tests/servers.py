@@ -67,7 +67,15 @@ class Server(Script):
                 os.kill(pid, signal.SIGKILL)
 
     def get(self, path: str) -> tuple[int, str, bytes]:
-        return http_get(f"http://127.0.0.1:{self.port}{path}")
+        try:
+            return http_get(f"http://127.0.0.1:{self.port}{path}")
+        except urllib.error.URLError as error:  # not an HTTP answer: say what the server did
+            status = self.process.poll()
+            raise AssertionError(
+                f"{self.name}: GET {path}: {error.reason}; "
+                f"{'running' if status is None else f'ended with status {status}'}; "
+                f"its last lines {self.drain()[-10:]}; stderr:\n{self.stderr[-3000:]}"
+            ) from None
 
     def drain(self) -> list[str]:
         """Every stdout line that arrived so far, without waiting."""
