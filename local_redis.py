@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -57,11 +58,36 @@ def find_redis_server() -> str:
     )
 
 
+# Several processes picking ports at once (the test suite, three tests at a time) could be
+# handed the same one before either binds it; granian binds with SO_REUSEPORT, so two
+# servers then share a port silently. "LOW-HIGH" here makes free_port take its ports from
+# that range only: give each process its own.
+PORT_RANGE_ENV = "FREE_PORT_RANGE"
+_cursor: list[int] = []  # the next offset in the range to try (starts at random)
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (the kernel picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nobody listens on right now: the kernel picks it, or, with
+    FREE_PORT_RANGE, the next free one of that range."""
+    span = os.environ.get(PORT_RANGE_ENV, "")
+    if not span:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    low, high = (int(bound) for bound in span.split("-"))
+    size = high - low + 1
+    if not _cursor:
+        _cursor.append(random.randrange(size))
+    for step in range(size):
+        port = low + (_cursor[0] + step) % size
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _cursor[0] = (port - low + 1) % size
+        return port
+    raise RuntimeError(f"no free port in {PORT_RANGE_ENV}={span}")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import fakeredis
 import pytest
 import redis
 
+import local_redis
 import untrusted_jobs
 from local_redis import RedisServer, RedisServerNotFound
 from tests.scripts import skip_unless_ci
@@ -42,8 +43,23 @@ def fake_redis(fake_server) -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(server=fake_server, decode_responses=True)
 
 
+# Below the kernel's own range for client sockets (32768 and up on Linux).
+PORTS = range(20000, 32768)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ports_of_this_worker() -> None:
+    """Each pytest-xdist worker (and what it starts) takes its ports from a range of its
+    own (local_redis.FREE_PORT_RANGE), so two tests running at once never share a port."""
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    size = len(PORTS) // max(count, 1)
+    low = PORTS.start + index * size
+    os.environ[local_redis.PORT_RANGE_ENV] = f"{low}-{low + size - 1}"
+
+
 @pytest.fixture(scope="session")
-def _session_redis_url():
+def _session_redis_url(_ports_of_this_worker):
     given = os.environ.get("TEST_REDIS_URL")
     if given:
         yield given

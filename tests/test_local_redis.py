@@ -53,3 +53,18 @@ def test_a_missing_redis_server_skips_here_and_fails_in_ci(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         skip_unless_ci("no redis-server found")
+
+
+def test_free_port_takes_ports_of_its_range_in_turn_skipping_busy_ones(monkeypatch):
+    import socket
+
+    import local_redis
+    low = local_redis.free_port()  # any port the kernel has free, and the next four
+    monkeypatch.setenv(local_redis.PORT_RANGE_ENV, f"{low}-{low + 4}")
+    monkeypatch.setattr(local_redis, "_cursor", [0])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", low + 1))
+        taken = [local_redis.free_port() for _ in range(3)]
+    assert low + 1 not in taken
+    assert len(set(taken)) == 3
+    assert all(low <= port <= low + 4 for port in taken)
