@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def find_redis_server() -> str:
 # that range only: give each process its own.
 PORT_RANGE_ENV = "FREE_PORT_RANGE"
 _cursor: list[int] = []  # the next offset in the range to try (starts at random)
+_cursor_lock = threading.Lock()
 
 
 def free_port() -> int:
@@ -76,17 +78,18 @@ def free_port() -> int:
             return sock.getsockname()[1]
     low, high = (int(bound) for bound in span.split("-"))
     size = high - low + 1
-    if not _cursor:
-        _cursor.append(random.randrange(size))
-    for step in range(size):
-        port = low + (_cursor[0] + step) % size
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _cursor[0] = (port - low + 1) % size
-        return port
+    with _cursor_lock:  # threads of one process must not be handed the same port either
+        if not _cursor:
+            _cursor.append(random.randrange(size))
+        for step in range(size):
+            port = low + (_cursor[0] + step) % size
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _cursor[0] = (port - low + 1) % size
+            return port
     raise RuntimeError(f"no free port in {PORT_RANGE_ENV}={span}")
 
 

@@ -68,3 +68,14 @@ def test_free_port_takes_ports_of_its_range_in_turn_skipping_busy_ones(monkeypat
     assert low + 1 not in taken
     assert len(set(taken)) == 3
     assert all(low <= port <= low + 4 for port in taken)
+
+
+def test_free_port_hands_threads_of_one_process_different_ports(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import local_redis
+    low = 20000
+    monkeypatch.setenv(local_redis.PORT_RANGE_ENV, f"{low}-{low + 4000}")
+    with ThreadPoolExecutor(8) as pool:
+        ports = list(pool.map(lambda _: local_redis.free_port(), range(200)))
+    assert len(set(ports)) == 200
