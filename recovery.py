@@ -88,12 +88,17 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def recover(queue: Queue, me: str = "") -> Recovered:
+def recover(queue: Queue, me: str = "", taken: bool = True) -> Recovered:
     """Put back, or fail, the jobs of ``queue`` whose worker died; call it under the
-    queue's maintenance lock, so two workers never recover the same job."""
+    queue's recovery lock, so two workers never recover the same job.
+
+    ``taken``: also the jobs taken off the queue and not started, when no other worker
+    lives. Only a worker that holds no such job of its own may ask for it: at its start,
+    or in RQ's maintenance, which runs before it takes a job (its heartbeat runs between
+    taking a job and starting it)."""
     done = Recovered()
     _recover_started(queue, done)
-    if not _live_workers(queue, me):
+    if taken and not _live_workers(queue, me):
         _recover_taken(queue, done)
     return done
 
@@ -162,7 +167,7 @@ def _fetch(queue: Queue, job_id: str, done: Recovered,
     return job if job.origin == queue.name else None
 
 
-def recover_locked(queue: Queue, me: str = "") -> Recovered:
+def recover_locked(queue: Queue, me: str = "", taken: bool = True) -> Recovered:
     """:func:`recover` under the queue's recovery lock; nothing if another worker holds it.
 
     The lock is short-lived (RECOVERY_LOCK_SECONDS), not RQ's 15-minute maintenance lock:
@@ -171,7 +176,7 @@ def recover_locked(queue: Queue, me: str = "") -> Recovered:
     if not queue.connection.set(lock, me or "1", nx=True, ex=RECOVERY_LOCK_SECONDS):
         return Recovered()
     try:
-        return recover(queue, me)
+        return recover(queue, me, taken)
     finally:
         queue.connection.delete(lock)
 
@@ -191,10 +196,10 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
         if time.monotonic() - self._last_recovery >= RECOVERY_SECONDS:
             self._last_recovery = time.monotonic()
             for queue in self.queues:
-                self._recover(queue)
+                self._recover(queue, taken=False)  # it may hold a job just taken
 
-    def _recover(self, queue: Queue) -> None:
-        for job_id, reason in recover_locked(queue, me=self.name).unreadable:
+    def _recover(self, queue: Queue, taken: bool = True) -> None:
+        for job_id, reason in recover_locked(queue, me=self.name, taken=taken).unreadable:
             self.report_unreadable(job_id, reason)
 
     def register_birth(self) -> None:

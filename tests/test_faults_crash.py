@@ -249,3 +249,21 @@ def test_a_seat_job_run_twice_takes_one_seat(connection, real_redis):
                                   serializer=JSONSerializer).work(burst=True)
         assert job.get_status(refresh=True) == "finished"
         assert real_redis.get(AVAILABLE_SEATS_KEY) == "49"
+
+
+def test_a_workers_heartbeat_never_puts_back_the_job_it_has_just_taken(connection):
+    """RQ's dequeue moves a job to the intermediate list, then beats the worker's heart
+    before it starts the job: the recovery run by that heartbeat must not take the job
+    for a dead worker's (it would run twice, an SMS sent twice)."""
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
+    worker = recovery.RecoveringWorker([queue], connection=connection,
+                                       serializer=JSONSerializer, name="alone")
+    worker.register_birth()
+    try:
+        connection.lmove(queue.key, queue.intermediate_queue_key)  # taken, not yet started
+        worker.heartbeat()  # the first one recovers at once
+        assert queue.get_job_ids() == []
+        assert queue.intermediate_queue.get_job_ids() == [job.id]
+    finally:
+        worker.register_death()
