@@ -29,10 +29,12 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 COPY_SECONDS = 1.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_FORCED = 130  # a second signal: stopped without finishing what was running
 
 Hook = Callable[[int | None, bool], None]
@@ -76,10 +78,26 @@ def _new_wakeup() -> None:
 
 def _after_fork_in_child() -> None:
     """A forked worker keeps the request (a stop asked for before it started is its
-    stop too), not its parent's hooks or pipe."""
+    stop too), not its parent's hooks or pipe; it hears the signals held while it was
+    forked (signals_held)."""
     _hooks.clear()
     if _wakeup is not None:
         _new_wakeup()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold the stop signals while the block runs, then let them in: for a parent that
+    forks workers and passes each signal on to those it knows, a signal that came in the
+    middle of a fork would reach neither the new child (not yet told of a stop) nor the
+    parent's list (the child's pid not yet in it). Held, it is handled once every child
+    is known; a child hears those sent to it while it was forked once it starts."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _handle(signum: int, frame: object) -> None:

@@ -289,8 +289,9 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None,
 
     remove = stopping.on_signal(pass_on)
     try:
-        for process in processes:
-            process.start()
+        with stopping.signals_held():  # a stop that comes meanwhile reaches every worker
+            for process in processes:
+                process.start()
         running = list(processes)
         while running:
             ended = multiprocessing.connection.wait([process.sentinel for process in running])

@@ -47,7 +47,7 @@ class Terminal:
         self._master = master
         self.process = subprocess.Popen(
             argv or [sys.executable, f"{name}.py", *args], cwd=cwd,
-            env=script_env(redis_url, TERM="xterm", **env),
+            env=script_env(redis_url, TERM="xterm", PYTHONFAULTHANDLER="1", **env),
             stdin=slave, stdout=slave, stderr=slave, preexec_fn=_take_terminal,
             close_fds=True)
         os.close(slave)
@@ -108,7 +108,14 @@ class Terminal:
         try:
             status = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            # Python's faulthandler (on in every command started here) prints where each
+            # thread of each process is on SIGABRT: the screen then says where it hung.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
             self.kill()
+            self._reader.join(timeout=5)
             raise AssertionError(f"{self.name} still running {timeout}s later; "
                                  f"screen:\n{self.text}") from None
         self._reader.join(timeout=5)
