@@ -96,6 +96,16 @@ class Terminal:
                         f"screen:\n{self.text}")
                 self._changed.wait(min(left, 0.5))
 
+    def catches(self, signum: int) -> bool:
+        """Whether the command has a handler of its own for ``signum`` (its first lines
+        ran: before, only the interpreter's start-up runs, with Python's defaults)."""
+        try:
+            with open(f"/proc/{self.process.pid}/status") as status:
+                caught = next(line for line in status if line.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            return self.process.poll() is not None
+        return bool(int(caught.split()[1], 16) & (1 << (signum - 1)))
+
     def type(self, keys: bytes) -> None:
         os.write(self._master, keys)
 

@@ -15,16 +15,18 @@ import redis
 from rq import Worker
 
 from local_redis import free_port
+from tests.scripts import wait_until
 from tests.servers import GRANIAN_OPTIONS
 from tests.terminal import Terminal
 
 TRIALS = 20
 AT_ONCE = 5  # terminals running together
 STOP_BOUND = 15.0  # seconds; granian's --workers-kill-timeout is 5
-# Ctrl-C this long after the launch; None: once it serves (and, for seats, after /process).
-# Not sooner: a signal while CPython itself starts (site, the encodings; up to ~0.3 s on a
-# loaded machine) or while granian's CLI imports (until it logs "Listening at") ends
-# it with a KeyboardInterrupt traceback or kills it, before any code of ours runs.
+# Ctrl-C this long, less half a second, after the script's first line ran (granian: after
+# it logs "Listening at"); None: once it serves (and, for seats, after /process). Not
+# sooner: a signal while CPython itself starts (site, the encodings; over half a second
+# on a loaded machine) or while granian's CLI imports ends it with a KeyboardInterrupt
+# traceback or kills it, before any code of ours runs.
 MOMENTS = [0.5, 0.7, 0.9, 1.1, 1.4, 1.7, 2.0, 2.5, 3.0, None]
 COMMANDS = {
     "python 9_stock.py": ("9_stock", None),
@@ -75,8 +77,9 @@ def trial(command: str, redis_url: str, number: int) -> float:
         else:
             if COMMANDS[command][1]:  # granian: from its handlers on (see MOMENTS)
                 terminal.wait_for("Listening at", timeout=30)
-                moment -= 0.5
-            time.sleep(moment)
+            else:  # a script: from its first line on (before it, Python's start-up)
+                wait_until(lambda: terminal.catches(signal.SIGTERM), "the script started")
+            time.sleep(moment - 0.5)
         started = time.monotonic()
         signum = signal.SIGTERM if number % 4 == 3 else signal.SIGINT
         if signum == signal.SIGTERM:

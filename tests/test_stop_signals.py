@@ -54,12 +54,7 @@ PARALLEL = 5
 def script_started(terminal: Terminal) -> bool:
     """The script's first line ran: it handles SIGTERM (stopping.py), which the
     interpreter alone does not."""
-    try:
-        with open(f"/proc/{terminal.process.pid}/status") as status:
-            caught = next(line for line in status if line.startswith("SigCgt:"))
-    except (OSError, StopIteration):
-        return terminal.process.poll() is not None
-    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return terminal.catches(signal.SIGTERM)
 
 
 def workers_on(connection: redis.Redis, queue_name: str) -> int:
