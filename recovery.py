@@ -54,6 +54,8 @@ LEASE_SECONDS = 10
 RENEW_SECONDS = 3
 RECOVERY_SECONDS = 5
 RECOVERY_LOCK_SECONDS = 10
+# A job taken off its queue and still not started this long after is its dead taker's.
+STUCK_SECONDS = LEASE_SECONDS
 
 
 @dataclass
@@ -88,18 +90,24 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def recover(queue: Queue, me: str = "", taken: bool = True) -> Recovered:
+def recover(queue: Queue, me: str = "", taken: bool = True,
+            seen_taken: dict[str, float] | None = None) -> Recovered:
     """Put back, or fail, the jobs of ``queue`` whose worker died; call it under the
     queue's recovery lock, so two workers never recover the same job.
 
     ``taken``: also the jobs taken off the queue and not started, when no other worker
     lives. Only a worker that holds no such job of its own may ask for it: at its start,
     or in RQ's maintenance, which runs before it takes a job (its heartbeat runs between
-    taking a job and starting it)."""
+    taking a job and starting it). ``seen_taken`` (a worker's memory from one call to the
+    next): instead, the taken jobs still not started STUCK_SECONDS after this worker
+    first saw them, which no live worker leaves so long (it starts a job it takes within
+    milliseconds)."""
     done = Recovered()
     _recover_started(queue, done)
     if taken and not _live_workers(queue, me):
         _recover_taken(queue, done)
+    elif seen_taken is not None:
+        _recover_taken(queue, done, seen_taken)
     return done
 
 
@@ -131,10 +139,20 @@ def _recover_started(queue: Queue, done: Recovered) -> None:
         registry.cleanup()
 
 
-def _recover_taken(queue: Queue, done: Recovered) -> None:
-    """Jobs moved to the intermediate queue by a worker that died before starting them."""
+def _recover_taken(queue: Queue, done: Recovered,
+                   seen: dict[str, float] | None = None) -> None:
+    """Jobs moved to the intermediate queue by a worker that died before starting them;
+    with ``seen``, only those that were there STUCK_SECONDS ago already."""
     registry = StartedJobRegistry(queue=queue)
-    for job_id in queue.intermediate_queue.get_job_ids():
+    job_ids = queue.intermediate_queue.get_job_ids()
+    if seen is not None:
+        now = time.monotonic()
+        for job_id in set(seen) - set(job_ids):
+            del seen[job_id]  # started, or gone
+        stuck = [job_id for job_id in job_ids if now - seen.setdefault(job_id, now)
+                 >= STUCK_SECONDS]
+        job_ids = [job_id for job_id in stuck if job_id not in registry]
+    for job_id in job_ids:
         job = _fetch(queue, job_id, done)
         if job is None or job_id in registry or job_id in done.requeued + done.failed:
             continue
@@ -167,7 +185,8 @@ def _fetch(queue: Queue, job_id: str, done: Recovered,
     return job if job.origin == queue.name else None
 
 
-def recover_locked(queue: Queue, me: str = "", taken: bool = True) -> Recovered:
+def recover_locked(queue: Queue, me: str = "", taken: bool = True,
+                   seen_taken: dict[str, float] | None = None) -> Recovered:
     """:func:`recover` under the queue's recovery lock; nothing if another worker holds it.
 
     The lock is short-lived (RECOVERY_LOCK_SECONDS), not RQ's 15-minute maintenance lock:
@@ -176,7 +195,7 @@ def recover_locked(queue: Queue, me: str = "", taken: bool = True) -> Recovered:
     if not queue.connection.set(lock, me or "1", nx=True, ex=RECOVERY_LOCK_SECONDS):
         return Recovered()
     try:
-        return recover(queue, me, taken)
+        return recover(queue, me, taken, seen_taken)
     finally:
         queue.connection.delete(lock)
 
@@ -199,7 +218,9 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
                 self._recover(queue, taken=False)  # it may hold a job just taken
 
     def _recover(self, queue: Queue, taken: bool = True) -> None:
-        for job_id, reason in recover_locked(queue, me=self.name, taken=taken).unreadable:
+        seen = self.__dict__.setdefault("_seen_taken", {})
+        done = recover_locked(queue, me=self.name, taken=taken, seen_taken=seen)
+        for job_id, reason in done.unreadable:
             self.report_unreadable(job_id, reason)
 
     def register_birth(self) -> None:

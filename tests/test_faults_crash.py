@@ -267,3 +267,30 @@ def test_a_workers_heartbeat_never_puts_back_the_job_it_has_just_taken(connectio
         assert queue.intermediate_queue.get_job_ids() == [job.id]
     finally:
         worker.register_death()
+
+
+def test_a_job_taken_by_a_worker_killed_before_starting_it_goes_back_once_stuck(connection):
+    """Killed between taking a job and starting it, a worker still looks alive for its
+    lease's last seconds when its successor starts: the job goes back once it has sat
+    taken, not started, for STUCK_SECONDS (a live worker starts a job in milliseconds)."""
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
+    connection.lmove(queue.key, queue.intermediate_queue_key)  # taken by the killed one
+    fake_worker(connection, "killed", dead_pid())
+    killed_key = Worker.redis_worker_namespace_prefix + "killed"
+    connection.sadd(Worker.redis_workers_keys, killed_key)
+    connection.sadd(f"rq:workers:{queue.name}", killed_key)  # RQ's workers of this queue
+    connection.set(WORKER_LEASE_KEY.format(name="killed"), 1, ex=60)  # not lapsed yet
+    successor = recovery.RecoveringWorker([queue], connection=connection,
+                                          serializer=JSONSerializer, name="successor")
+    successor.register_birth()
+    try:
+        successor.clean_registries()  # at its start: the killed one still looks alive
+        assert queue.get_job_ids() == []
+        successor._seen_taken[job.id] -= recovery.STUCK_SECONDS  # ...time passes
+        successor._last_recovery -= recovery.RECOVERY_SECONDS
+        successor.heartbeat()
+        assert queue.get_job_ids() == [job.id]
+        assert queue.intermediate_queue.get_job_ids() == []
+    finally:
+        successor.register_death()
