@@ -123,7 +123,10 @@ def test_a_stopped_seat_server_leaves_no_rq_worker(command, stop, redis_url, rea
             terminal.process.send_signal(signal.SIGTERM)
         else:
             terminal.ctrl_c()
-        assert terminal.finish(STOP_BOUND) == 0
+        status = terminal.finish(STOP_BOUND)
+        # granian 2.8's own race on a Ctrl-C (see trial): exit 1, with that line.
+        assert status == 0 or (status == 1 and "Unexpected exit from worker" in terminal.text), \
+            terminal.text
         assert "Traceback" not in terminal.text
         assert Worker.all(connection=rq_redis) == []
         assert real_redis.zcard("seat_servers") == 0
