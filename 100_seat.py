@@ -14,8 +14,7 @@ for _signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(_signum, lambda signum, frame: os._exit(0))
 
 import common  # noqa: E402
-import seats  # noqa: E402
-import web  # noqa: E402
+from queuing import seats, web  # noqa: E402
 
 
 def main() -> None:

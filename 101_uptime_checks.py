@@ -15,8 +15,8 @@ import argparse
 from datetime import datetime
 
 import common
-import uptime
-from constants import UPTIME_CHECK_KEY
+from queuing import uptime
+from queuing.constants import UPTIME_CHECK_KEY
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

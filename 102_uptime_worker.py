@@ -8,18 +8,20 @@ This is the seed's ``workers.init``: gather all checks, run them, loop. Each che
 
 from __future__ import annotations
 
-import stopping  # first: a stop signal during the imports below is handled too
+from queuing import stopping
+
+stopping.install()  # first: a stop signal during the imports below is handled too
+
 
 # isort: split
-import argparse
-import time
+import argparse  # noqa: E402
+import time  # noqa: E402
 
-import redis
+import redis  # noqa: E402
 
-import common
-import config
-import uptime
-from constants import DEFAULT_UPTIME_INTERVAL_SECONDS
+import common  # noqa: E402
+from queuing import settings, uptime  # noqa: E402
+from queuing.constants import DEFAULT_UPTIME_INTERVAL_SECONDS  # noqa: E402
 
 INTERVAL_ENV = "UPTIME_INTERVAL_SECONDS"
 
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default: {INTERVAL_ENV} or {DEFAULT_UPTIME_INTERVAL_SECONDS})")
     parser.add_argument("--once", action="store_true", help="run one round and exit")
     args = parser.parse_args(argv)
-    interval = args.interval or config.positive_number(
+    interval = args.interval or settings.positive_number(
         INTERVAL_ENV, DEFAULT_UPTIME_INTERVAL_SECONDS)
     client = common.connect()
     rq_client = common.connect(decode_responses=False)
@@ -52,4 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stopping.run(main)
+    common.run_until_stopped(main)

@@ -15,9 +15,8 @@ import argparse
 from datetime import datetime, timezone
 
 import common
-import config
-import reminders
-from constants import DEFAULT_REMINDER_TIMES
+from queuing import reminders, settings
+from queuing.constants import DEFAULT_REMINDER_TIMES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tz = config.timezone()
+    tz = settings.timezone()
     grace = reminders.grace()
     client = common.connect()
     if args.command == "add":

@@ -16,19 +16,20 @@ that went on running). Here Ctrl-C or SIGTERM only records a stop that the loop 
 
 from __future__ import annotations
 
-import stopping  # first: a stop signal during the imports below is handled too
+from queuing import stopping
+
+stopping.install()  # first: a stop signal during the imports below is handled too
+
 
 # isort: split
-import argparse
-import threading
+import argparse  # noqa: E402
+import threading  # noqa: E402
 
-from rq.cron import CronScheduler
+from rq.cron import CronScheduler  # noqa: E402
 
-import common
-import config
-import reminders
-import workers
-from constants import REMINDERS_TICK_QUEUE
+import common  # noqa: E402
+from queuing import reminders, settings, workers  # noqa: E402
+from queuing.constants import REMINDERS_TICK_QUEUE  # noqa: E402
 
 EVERY_MINUTE = "* * * * *"
 TICK_ENV = "REMINDER_TICK_SECONDS"
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Queue the reminders' tick with RQ's cron.")
     parser.add_argument("--every", type=int, help="tick every N seconds, not every minute")
     args = parser.parse_args(argv)
-    every = args.every or int(config.positive_number(TICK_ENV, 0)) or None  # None: cron
-    config.timezone()  # a bad REMINDER_TIMEZONE stops us here, not in every tick
+    every = args.every or int(settings.positive_number(TICK_ENV, 0)) or None  # None: cron
+    settings.timezone()  # a bad REMINDER_TIMEZONE stops us here, not in every tick
     connection = common.connect(decode_responses=False)  # RQ wants bytes
     common.wait_until_connected(connection, sleep=stopping.sleep)
     workers.configure_logging()  # RQ's chatter only with RQ_VERBOSE=1, as the processors
@@ -73,4 +74,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stopping.run(main)
+    common.run_until_stopped(main)

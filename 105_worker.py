@@ -14,16 +14,18 @@ carries no data at all, and its worker unpickles plain data only (untrusted_jobs
 
 from __future__ import annotations
 
-import stopping  # first: a stop signal during the imports below is handled too
+from queuing import stopping
+
+stopping.install()  # first: a stop signal during the imports below is handled too
+
 
 # isort: split
-import argparse
+import argparse  # noqa: E402
 
-import common
-import senders
-import workers
-from constants import REMINDERS_TICK_QUEUE, SMS_QUEUE
-from untrusted_jobs import DataOnlyPickle
+import common  # noqa: E402
+from queuing import senders, workers  # noqa: E402
+from queuing.constants import REMINDERS_TICK_QUEUE, SMS_QUEUE  # noqa: E402
+from queuing.untrusted_jobs import DataOnlyPickle  # noqa: E402
 
 SMS_JOB = "SMS job"
 TICK_JOB = "Reminders tick job"
@@ -46,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    stopping.run(main)
+    common.run_until_stopped(main)

@@ -5,12 +5,16 @@ RQ_VERBOSE=1 shows RQ's own logs. ``rq worker -w rq.worker.SimpleWorker -S json
 push_notification_code``, run from this directory, does the same job.
 """
 
-import stopping  # first: a stop signal during the imports below is handled too
+from queuing import stopping
+
+stopping.install()  # first: a stop signal during the imports below is handled too
+
+import common  # noqa: E402
 
 # isort: split
-import workers
-from constants import PUSH_NOTIFICATION_QUEUE
-from notifications import push_notification, send_notification
+from queuing import workers  # noqa: E402
+from queuing.constants import PUSH_NOTIFICATION_QUEUE  # noqa: E402
+from queuing.notifications import push_notification, send_notification  # noqa: E402
 
 __all__ = ["push_notification", "send_notification"]
 
@@ -20,4 +24,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    stopping.run(main)
+    common.run_until_stopped(main)

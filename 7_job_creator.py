@@ -7,10 +7,9 @@ Run 7_job_processor.py in terminal 2, before or after this script.
 from functools import partial
 
 import common
-import jobs
-import notifications
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from job_events import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing import jobs, notifications
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_events import LISTEN_SOCKET_TIMEOUT, JobBatch
 
 JOBS = [
     {"phoneNumber": "4153518780", "message": "This is the code 1234 to verify your account"},

@@ -6,12 +6,16 @@ RQ_VERBOSE=1 shows RQ's own logs. ``rq worker-pool -n 2 -w rq.worker.SimpleWorke
 push_notification_code_2``, run from this directory, does the same job.
 """
 
-import stopping  # first: a stop signal during the imports below is handled too
+from queuing import stopping
+
+stopping.install()  # first: a stop signal during the imports below is handled too
+
+import common  # noqa: E402
 
 # isort: split
-import workers
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from notifications import (
+from queuing import workers  # noqa: E402
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2  # noqa: E402
+from queuing.notifications import (  # noqa: E402
     BLACKLISTED_NUMBERS,
     push_tracked_notification,
     send_tracked_notification,
@@ -27,4 +31,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    stopping.run(main)
+    common.run_until_stopped(main)

@@ -16,10 +16,9 @@ from typing import Any
 from rq import Queue
 
 import common
-import jobs
-import notifications
-from constants import PUSH_NOTIFICATION_QUEUE_3
-from job_events import LISTEN_SOCKET_TIMEOUT, JobBatch, require_json_queue
+from queuing import jobs, notifications
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_3
+from queuing.job_events import LISTEN_SOCKET_TIMEOUT, JobBatch, require_json_queue
 
 NOT_AN_ARRAY = "Jobs is not an array"
 

@@ -10,8 +10,7 @@ for _signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(_signum, lambda signum, frame: os._exit(0))
 
 import common  # noqa: E402
-import stock  # noqa: E402
-import web  # noqa: E402
+from queuing import stock, web  # noqa: E402
 
 
 def main() -> None:

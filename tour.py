@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import common
-from constants import PUSH_NOTIFICATION_QUEUE_3
-from local_redis import free_port
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_3
+from queuing.local_redis import free_port
 
 ROOT = Path(__file__).resolve().parent
 STEP_TIMEOUT = 60

@@ -38,10 +38,9 @@ from typing import Any
 import redis
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
-import jobs
-import stock
-from constants import AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY, RESERVE_SEAT_QUEUE
-from local_redis import configured_or_throwaway, free_port
+from queuing import jobs, stock
+from queuing.constants import AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY, RESERVE_SEAT_QUEUE
+from queuing.local_redis import configured_or_throwaway, free_port
 
 WRK_MISSING = ("wrk not found: install Debian's package (sudo apt-get update && sudo apt-get "
                "install -y wrk; macOS: brew install wrk), then run this again")
@@ -161,7 +160,7 @@ def stock_left(client: redis.Redis) -> dict[int, int]:
 
 def bench_stock(url: str, client: redis.Redis, workers: int, threads: int, seconds: int,
                 lua: str) -> dict[str, Any]:
-    with granian("stock:create_app", url, workers, threads) as base:
+    with granian("queuing.stock:create_app", url, workers, threads) as base:
         log(f"stock: GET /list_products/1 for {seconds}s")
         result = wrk(f"{base}/list_products/1", seconds)
         before = stock_left(client)
@@ -179,7 +178,7 @@ def bench_seats(url: str, client: redis.Redis, workers: int, threads: int, secon
     rq = jobs.rq_connection(url)
     queue = jobs.json_queue(RESERVE_SEAT_QUEUE, rq)
     finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
-    with granian("seats:create_app", url, workers, threads) as base:
+    with granian("queuing.seats:create_app", url, workers, threads) as base:
         log(f"seats: GET /available_seats for {seconds}s")
         result = wrk(f"{base}/available_seats", seconds)
         seats = int(client.get(AVAILABLE_SEATS_KEY) or 0)

@@ -48,13 +48,18 @@ import redis
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-import common
-import jobs
-import notifications
 from bench import roundtrips
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from job_events import COMPLETED, FAILED, LISTEN_SOCKET_TIMEOUT, PROGRESS, JobBatch, JobEvent
-from local_redis import configured_or_throwaway
+from queuing import console, jobs, notifications
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_events import (
+    COMPLETED,
+    FAILED,
+    LISTEN_SOCKET_TIMEOUT,
+    PROGRESS,
+    JobBatch,
+    JobEvent,
+)
+from queuing.local_redis import configured_or_throwaway
 
 creator = importlib.import_module("7_job_creator")
 
@@ -194,7 +199,7 @@ def run_creator(queue: Queue, count: int, out: TextIO,
         enqueued = time.perf_counter()
         roundtrips.phase = "creator" if counting else None
         for event in batch.events():  # notifications.print_events, counting as it goes
-            common.log(creator.event_line(event))
+            console.log(creator.event_line(event))
             events.append(event)
         ended = time.perf_counter()
         roundtrips.phase = None

@@ -26,7 +26,7 @@ from redis.connection import AbstractConnection
 if __name__ == "__main__":  # the project's root, not bench/ (whose http.py shadows http)
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from constants import JOB_EVENTS_PREFIX
+from queuing.constants import JOB_EVENTS_PREFIX
 
 _COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
 _EVENT = re.compile(rb"\r\nXADD\r\n\$\d+\r\n" + re.escape(JOB_EVENTS_PREFIX.encode()), re.I)

@@ -14,9 +14,8 @@ import fakeredis
 import pytest
 import redis
 
-import local_redis
-import untrusted_jobs
-from local_redis import RedisServer, RedisServerNotFound
+from queuing import local_redis, untrusted_jobs
+from queuing.local_redis import RedisServer, RedisServerNotFound
 from tests.scripts import skip_unless_ci
 
 # Job functions the tests enqueue besides the project's own; workers run no others
@@ -39,7 +38,7 @@ def fake_server() -> fakeredis.FakeServer:
 
 @pytest.fixture
 def fake_redis(fake_server) -> fakeredis.FakeRedis:
-    """A fake client that answers with str, like common.connect()."""
+    """A fake client that answers with str, like queuing.connection.connect()."""
     return fakeredis.FakeRedis(server=fake_server, decode_responses=True)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from rq import get_current_job
 
-import notifications
+from queuing import notifications
 
 GATE_KEY = "test:gate"
 HOLD_LIMIT_SECONDS = 60

@@ -8,7 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
-from local_redis import free_port
+from queuing.local_redis import free_port
 
 
 class _Quiet(BaseHTTPRequestHandler):

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from local_redis import free_port
+from queuing.local_redis import free_port
 from tests.scripts import Script
 
 START_TIMEOUT = 20.0
@@ -40,7 +40,8 @@ class Server(Script):
 
     @classmethod
     def granian(cls, factory: str, redis_url: str, workers: int = 3) -> Server:
-        """The README's production command, e.g. ``Server.granian("seats:create_app", url)``."""
+        """The README's production command, e.g.
+        ``Server.granian("queuing.seats:create_app", url)``."""
         port = free_port()
         return cls([sys.executable, "-m", "granian", *GRANIAN_OPTIONS, "--workers", str(workers),
                     "--host", "127.0.0.1", "--port", str(port), factory], redis_url, port=port)

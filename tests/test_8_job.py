@@ -15,9 +15,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import DefaultSerializer
 
-import jobs
-import workers
-from constants import PUSH_NOTIFICATION_QUEUE_3
+from queuing import jobs, workers
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_3
 from tests.scripts import load_script
 
 job_8 = load_script("8_job")

@@ -3,7 +3,7 @@
 import pytest
 import redis
 
-from local_redis import RedisServer, find_redis_server, free_port
+from queuing.local_redis import RedisServer, find_redis_server, free_port
 from tests.scripts import ROOT, Script, run_script, skip_unless_ci
 
 CONNECTED = "Redis client connected to the server"

@@ -10,35 +10,44 @@ import sys
 import pytest
 import redis
 
-import common
+from queuing import cli, console, settings
+from queuing.connection import (
+    MAX_RETRY_DELAY,
+    check_server_accepts,
+    connect,
+    connect_async,
+    retry_delays,
+    wait_until_connected,
+    wait_until_connected_async,
+)
 from tests.scripts import ROOT
 
 
 def test_redis_print_shows_the_server_reply(capsys):
-    common.redis_print(True)  # redis-py's form of the server's OK
-    common.redis_print(1)
-    common.redis_print(0)
+    console.redis_print(True)  # redis-py's form of the server's OK
+    console.redis_print(1)
+    console.redis_print(0)
     assert capsys.readouterr().out == "Reply: OK\nReply: 1\nReply: 0\n"
 
 
 def test_retry_delays_grow_like_node_redis_and_are_capped():
-    delays = list(itertools.islice(common.retry_delays(), 12))
+    delays = list(itertools.islice(retry_delays(), 12))
     assert delays[0] == pytest.approx(0.2)
     assert delays[1] == pytest.approx(0.34)
     assert all(later >= earlier for earlier, later in itertools.pairwise(delays))
-    assert delays[-1] == common.MAX_RETRY_DELAY
+    assert delays[-1] == MAX_RETRY_DELAY
 
 
 def test_connect_reads_redis_url(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://:s3cret@example.test:6390/3")
-    kwargs = common.connect().connection_pool.connection_kwargs
+    kwargs = connect().connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("example.test", 6390, 3)
     assert kwargs["password"] == "s3cret"
 
 
 def test_connect_defaults_to_localhost(monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
-    kwargs = common.connect().connection_pool.connection_kwargs
+    kwargs = connect().connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"]) == ("localhost", 6379)
 
 
@@ -48,14 +57,14 @@ def test_connect_defaults_to_localhost(monkeypatch):
     ("unix:///run/redis/redis.sock", redis.UnixDomainSocketConnection),
 ])
 def test_connect_accepts_every_scheme(url, connection_class):
-    assert common.connect(url).connection_pool.connection_class is connection_class
+    assert connect(url).connection_pool.connection_class is connection_class
 
 
 @pytest.mark.parametrize("url", ["http://localhost", "localhost:6379",
                                  "redis://:s3cret@localhost:notaport"])
 def test_invalid_url_names_the_variable_and_hides_the_password(url):
-    with pytest.raises(common.InvalidRedisURL) as caught:
-        common.connect(url)
+    with pytest.raises(settings.InvalidRedisURL) as caught:
+        connect(url)
     message = str(caught.value)
     assert message.startswith("REDIS_URL is not a usable Redis URL")
     assert "s3cret" not in message
@@ -64,7 +73,7 @@ def test_invalid_url_names_the_variable_and_hides_the_password(url):
 
 def test_nothing_connects_at_import_or_construction():
     # A port nobody listens on: building a client must not try it.
-    common.connect("redis://127.0.0.1:1")
+    connect("redis://127.0.0.1:1")
 
 
 REFUSED = "Error 111 connecting to 127.0.0.1:6379. Connection refused."
@@ -85,44 +94,44 @@ class FlakyClient:
 
 def test_wait_until_connected_logs_each_failure_then_connects(capsys):
     waits = []
-    common.wait_until_connected(FlakyClient(3), sleep=waits.append)
+    wait_until_connected(FlakyClient(3), sleep=waits.append)
     assert capsys.readouterr().out.splitlines() == [
         f"Redis client not connected to the server: {REFUSED}",
     ] * 3 + ["Redis client connected to the server"]
-    assert waits == list(itertools.islice(common.retry_delays(), 3))
+    assert waits == list(itertools.islice(retry_delays(), 3))
 
 
 def test_wait_until_connected_runs_the_given_check(capsys):
     calls = []
-    common.wait_until_connected(FlakyClient(0), check=lambda: calls.append("subscribed"))
+    wait_until_connected(FlakyClient(0), check=lambda: calls.append("subscribed"))
     assert calls == ["subscribed"]
     assert capsys.readouterr().out == "Redis client connected to the server\n"
 
 
 @pytest.mark.parametrize(("error", "status"), [
     (KeyboardInterrupt(), 130),
-    (common.InvalidRedisURL("REDIS_URL is not a usable Redis URL: bad scheme"), 2),
+    (settings.InvalidRedisURL("REDIS_URL is not a usable Redis URL: bad scheme"), 2),
 ])
 def test_run_ends_without_traceback(error, status, capsys):
     def main():
         raise error
 
     with pytest.raises(SystemExit) as exited:
-        common.run(main)
+        cli.run(main)
     assert exited.value.code == status
     assert "Traceback" not in capsys.readouterr().err
 
 
 def test_run_exits_with_mains_status():
     with pytest.raises(SystemExit) as exited:
-        common.run(lambda: None)
+        cli.run(lambda: None)
     assert exited.value.code == 0
 
 
 def test_quiet_wait_says_connected_only_after_a_failure(capsys):
-    common.wait_until_connected(FlakyClient(0), quiet=True, sleep=lambda _: None)
+    wait_until_connected(FlakyClient(0), quiet=True, sleep=lambda _: None)
     assert capsys.readouterr().out == ""
-    common.wait_until_connected(FlakyClient(1), quiet=True, sleep=lambda _: None)
+    wait_until_connected(FlakyClient(1), quiet=True, sleep=lambda _: None)
     assert capsys.readouterr().out.splitlines() == [
         f"Redis client not connected to the server: {REFUSED}",
         "Redis client connected to the server",
@@ -171,8 +180,8 @@ SECRET = "s3cret"
     (f"unix://:{SECRET}@/run/redis.sock?socket_keepalive=yes", "socket_keepalive"),
 ])
 def test_unusable_redis_url_is_one_line_naming_the_variable(url, says):
-    with pytest.raises(common.InvalidRedisURL) as caught:
-        common.connect(url)
+    with pytest.raises(settings.InvalidRedisURL) as caught:
+        connect(url)
     message = str(caught.value)
     assert message.startswith("REDIS_URL is not a usable Redis URL")
     assert says in message
@@ -197,13 +206,13 @@ def test_unusable_redis_url_is_one_line_naming_the_variable(url, says):
     "unix:///run/redis/redis.sock?db=2&client_name=worker",
 ])
 def test_usable_redis_urls_are_accepted(url):
-    common.connect(url)
-    common.connect_async(url)
+    connect(url)
+    connect_async(url)
 
 
 def test_url_options_reach_the_client():
     url = "rediss://localhost:6380/4?ssl_cert_reqs=optional&socket_timeout=2.5&client_name=w1"
-    kwargs = common.connect(url).connection_pool.connection_kwargs
+    kwargs = connect(url).connection_pool.connection_kwargs
     assert (kwargs["db"], kwargs["ssl_cert_reqs"], kwargs["socket_timeout"]) == (4, "optional", 2.5)
     assert kwargs["client_name"] == "w1"
 
@@ -215,18 +224,17 @@ EMPTY_URL_LINE = ("REDIS_URL is empty: unset it to use the default redis://local
 @pytest.mark.parametrize("value", ["", "  "])
 def test_an_empty_redis_url_is_refused_not_taken_for_localhost(value, monkeypatch):
     monkeypatch.setenv("REDIS_URL", value)
-    with pytest.raises(common.ConfigError) as caught:
-        common.connect()
+    with pytest.raises(settings.ConfigError) as caught:
+        connect()
     assert str(caught.value) == EMPTY_URL_LINE
 
 
 def test_every_client_maker_refuses_an_empty_redis_url(monkeypatch):
-    import jobs
-    import web
+    from queuing import jobs, web
 
     monkeypatch.setenv("REDIS_URL", "")
-    for make in (common.connect, common.connect_async, jobs.rq_connection, web.web_client):
-        with pytest.raises(common.ConfigError, match=r"^REDIS_URL is empty"):
+    for make in (connect, connect_async, jobs.rq_connection, web.web_client):
+        with pytest.raises(settings.ConfigError, match=r"^REDIS_URL is empty"):
             make()
 
 
@@ -234,7 +242,7 @@ def test_an_empty_redis_url_ends_a_script_with_one_line_before_any_connection(mo
                                                                               capsys):
     monkeypatch.setenv("REDIS_URL", "")
     with pytest.raises(SystemExit) as exited:
-        common.run(lambda: (common.connect(), 99)[1])  # 99: the URL was taken
+        cli.run(lambda: (connect(), 99)[1])  # 99: the URL was taken
     assert exited.value.code == 2
     assert capsys.readouterr() == ("", EMPTY_URL_LINE + "\n")
 
@@ -261,16 +269,16 @@ NAME_REFUSED = redis.ResponseError(
     (NAME_REFUSED, "REDIS_URL has a client_name the Redis server refuses"),
 ])
 def test_a_setting_the_server_refuses_is_a_config_error(error, says, capsys):
-    with pytest.raises(common.ConfigError, match=f"^{says}"):
-        common.wait_until_connected(RefusingClient(error), sleep=pytest.fail)
+    with pytest.raises(settings.ConfigError, match=f"^{says}"):
+        wait_until_connected(RefusingClient(error), sleep=pytest.fail)
     assert capsys.readouterr().out == ""
 
 
 def test_a_web_server_checks_its_settings_once_and_starts_without_redis(capsys):
-    with pytest.raises(common.ConfigError, match=r"^REDIS_URL names a database"):
-        common.check_server_accepts(RefusingClient(DB_OUT_OF_RANGE))
-    common.check_server_accepts(RefusingClient(redis.ConnectionError(REFUSED)))
-    common.check_server_accepts(FlakyClient(0))
+    with pytest.raises(settings.ConfigError, match=r"^REDIS_URL names a database"):
+        check_server_accepts(RefusingClient(DB_OUT_OF_RANGE))
+    check_server_accepts(RefusingClient(redis.ConnectionError(REFUSED)))
+    check_server_accepts(FlakyClient(0))
     assert capsys.readouterr().out == ""
 
 
@@ -279,14 +287,14 @@ def test_a_setting_the_server_refuses_is_a_config_error_for_async_clients():
         async def ping(self):
             raise DB_OUT_OF_RANGE
 
-    with pytest.raises(common.ConfigError, match=r"^REDIS_URL names a database"):
-        asyncio.run(common.wait_until_connected_async(AsyncRefusingClient()))
+    with pytest.raises(settings.ConfigError, match=r"^REDIS_URL names a database"):
+        asyncio.run(wait_until_connected_async(AsyncRefusingClient()))
 
 
 def test_other_server_errors_are_not_taken_for_settings():
     error = redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        common.wait_until_connected(RefusingClient(error), sleep=pytest.fail)
+        wait_until_connected(RefusingClient(error), sleep=pytest.fail)
 
 
 def test_a_wrong_password_is_waited_out_as_before(capsys):
@@ -299,7 +307,7 @@ def test_a_wrong_password_is_waited_out_as_before(capsys):
                 raise redis.AuthenticationError("invalid username-password pair")
             return True
 
-    common.wait_until_connected(WrongPasswordThenRight(), sleep=lambda _: None)
+    wait_until_connected(WrongPasswordThenRight(), sleep=lambda _: None)
     assert capsys.readouterr().out.splitlines() == [
         "Redis client not connected to the server: invalid username-password pair",
     ] * 2 + ["Redis client connected to the server"]
@@ -311,7 +319,7 @@ def test_run_ends_a_refused_setting_with_one_line_and_status_2(error, capsys):
         raise error  # as RQ's worker registration or a request would meet it
 
     with pytest.raises(SystemExit) as exited:
-        common.run(main)
+        cli.run(main)
     assert exited.value.code == 2
     out, err = capsys.readouterr()
     assert out == ""
@@ -320,7 +328,7 @@ def test_run_ends_a_refused_setting_with_one_line_and_status_2(error, capsys):
 
 def test_run_lets_other_server_errors_through():
     with pytest.raises(redis.ResponseError):
-        common.run(lambda: (_ for _ in ()).throw(redis.ResponseError("WRONGTYPE")))
+        cli.run(lambda: (_ for _ in ()).throw(redis.ResponseError("WRONGTYPE")))
 
 
 # --- Each line reaches stdout whole, in one write ---
@@ -343,8 +351,8 @@ class CountingStream:
 def test_log_writes_each_line_with_its_newline_in_one_call(monkeypatch):
     stream = CountingStream()
     monkeypatch.setattr(sys, "stdout", stream)
-    common.log("Notification job #1 completed")
-    common.redis_print(True)
+    console.log("Notification job #1 completed")
+    console.redis_print(True)
     assert stream.writes == ["Notification job #1 completed\n", "Reply: OK\n"]
     assert stream.flushes == 2
 
@@ -352,7 +360,7 @@ def test_log_writes_each_line_with_its_newline_in_one_call(monkeypatch):
 def test_log_error_writes_each_line_with_its_newline_in_one_call(monkeypatch):
     stream = CountingStream()
     monkeypatch.setattr(sys, "stderr", stream)
-    common.log_error("REDIS_URL is empty")
+    console.log_error("REDIS_URL is empty")
     assert stream.writes == ["REDIS_URL is empty\n"]
     assert stream.flushes == 1
 
@@ -365,7 +373,7 @@ sys.stderr.flush()
 sys.stdin.readline()  # both writers start together
 for number in range({lines}):
     common.log(f"Sending notification to 4153518780, with message: code {{number}} from "
-               + sys.argv[1])
+              + sys.argv[1])
 """
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import config
-from local_redis import free_port
+from queuing import settings, urls
+from queuing.local_redis import free_port
 from tests.scripts import ROOT, Script
 
 
@@ -14,26 +14,26 @@ def test_env_file_fills_in_but_never_overrides(tmp_path, monkeypatch):
     env_file.write_text("ISSUE6_FROM_FILE=file\nISSUE6_ALREADY_SET=file\n")
     monkeypatch.delenv("ISSUE6_FROM_FILE", raising=False)
     monkeypatch.setenv("ISSUE6_ALREADY_SET", "shell")
-    assert config.load_env(env_file)
-    assert config.os.environ["ISSUE6_FROM_FILE"] == "file"
-    assert config.os.environ["ISSUE6_ALREADY_SET"] == "shell"
+    assert settings.load_env(env_file)
+    assert settings.os.environ["ISSUE6_FROM_FILE"] == "file"
+    assert settings.os.environ["ISSUE6_ALREADY_SET"] == "shell"
     monkeypatch.delenv("ISSUE6_FROM_FILE")
 
 
 def test_no_env_file_is_fine(tmp_path):
-    assert not config.load_env(tmp_path / "missing.env")
+    assert not settings.load_env(tmp_path / "missing.env")
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(None, 60.0), ("", 60.0), ("2.5", 2.5)])
 def test_positive_number(raw, expected):
     env = {} if raw is None else {"X_SECONDS": raw}
-    assert config.positive_number("X_SECONDS", 60, env) == expected
+    assert settings.positive_number("X_SECONDS", 60, env) == expected
 
 
 @pytest.mark.parametrize("raw", ["abc", "0", "-1"])
 def test_positive_number_refuses(raw):
-    with pytest.raises(config.ConfigError, match="X_SECONDS"):
-        config.positive_number("X_SECONDS", 60, {"X_SECONDS": raw})
+    with pytest.raises(settings.ConfigError, match="X_SECONDS"):
+        settings.positive_number("X_SECONDS", 60, {"X_SECONDS": raw})
 
 
 def test_env_example_lists_every_variable():
@@ -62,5 +62,5 @@ def test_course_scripts_read_redis_url_from_env_file(tmp_path):
 def test_env_example_redis_url_is_usable():
     lines = (ROOT / ".env.example").read_text().splitlines()
     url = next(line.partition("=")[2] for line in lines if line.startswith("REDIS_URL="))
-    assert url == config.DEFAULT_REDIS_URL
-    config.check_redis_url(url)
+    assert url == settings.DEFAULT_REDIS_URL
+    urls.check_redis_url(url)

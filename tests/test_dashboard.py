@@ -9,10 +9,9 @@ import rq_dashboard
 from flask import Flask
 from rq.serializers import JSONSerializer
 
-import jobs
-import notifications
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from job_events import JobBatch
+from queuing import jobs, notifications
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_events import JobBatch
 
 pytestmark = pytest.mark.redis_server
 
@@ -42,7 +41,7 @@ def test_the_dashboard_lists_batched_jobs_with_their_names(redis_url, monkeypatc
         # The name RQ's own enqueue gives the same call (it cuts a long argument short).
         expected = queue.create_job(notifications.push_tracked_notification,
                                     args=(DATA,)).description
-        assert expected.startswith("notifications.push_tracked_notification({'phoneNumber'")
+        assert expected.startswith("queuing.notifications.push_tracked_notification({'phoneNumber'")
         assert (listed["id"], listed["description"]) == (job_id, expected)
         detail = json.loads(client.get(f"/0/data/job/{job_id}.json").data)
         assert detail["description"] == expected

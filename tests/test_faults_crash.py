@@ -16,17 +16,15 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-import jobs
-import recovery
-import seats
-from constants import (
+from queuing import jobs, recovery, seats
+from queuing.constants import (
     AVAILABLE_SEATS_KEY,
     PUSH_NOTIFICATION_QUEUE_2,
     RESERVE_SEAT_QUEUE,
     WORKER_LEASE_KEY,
 )
-from job_events import COMPLETED, FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
-from notifications import BLACKLISTED_NUMBERS, push_tracked_notification
+from queuing.job_events import COMPLETED, FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.notifications import BLACKLISTED_NUMBERS, push_tracked_notification
 from tests import fault_jobs
 from tests.scripts import Script, process_alive
 from tests.test_jobs_real import start_processor, wait_until

@@ -7,11 +7,9 @@ import fakeredis
 import pytest
 import redis
 
-import job_events
-import jobs
-import notifications
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from job_events import FAILED, JobBatch, JobEvent
+from queuing import job_events, jobs, notifications
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_events import FAILED, JobBatch, JobEvent
 
 GOOD = {"phoneNumber": "4153518743", "message": "This is the code 4321 to verify your account"}
 

@@ -16,13 +16,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq.serializers import JSONSerializer
 
-import jobs
-import notifications
-import recovery
-import seats
-import stock
-from constants import PUSH_NOTIFICATION_QUEUE_2, RESERVATION_ENABLED_KEY
-from job_events import COMPLETED, FAILED, JobBatch
+from queuing import jobs, notifications, recovery, seats, stock
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2, RESERVATION_ENABLED_KEY
+from queuing.job_events import COMPLETED, FAILED, JobBatch
 
 HTTP_EXAMPLES = 400
 JOB_EXAMPLES = 150

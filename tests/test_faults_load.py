@@ -7,7 +7,7 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
-from constants import SEAT_JOBS_KEY
+from queuing.constants import SEAT_JOBS_KEY
 from tests.servers import Server, hammer
 from tests.test_servers_real import BLOCKED, sell_out, start
 
@@ -45,7 +45,7 @@ def memory(servers: list[Server]) -> dict[int, int]:
 
 def test_a_10000_request_burst_sells_exactly_50_with_flat_memory(redis_url, real_redis,
                                                                   running):
-    servers = [start(running, Server.granian("seats:create_app", redis_url, workers=3)),
+    servers = [start(running, Server.granian("queuing.seats:create_app", redis_url, workers=3)),
                *(start(running, Server.script("100_seat", redis_url)) for _ in range(2))]
     sell_out(servers, real_redis, requests=WARM_UP)  # exactly 50 completed, the rest failed
     jobs = int(real_redis.get("queuing:job_id"))

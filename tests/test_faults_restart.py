@@ -16,12 +16,10 @@ from collections import Counter
 
 from rq import Worker
 
-import job_events
-import jobs
-import notifications
-from common import CONNECTED
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from local_redis import RedisServer, RedisServerNotFound
+from queuing import job_events, jobs, notifications
+from queuing.connection import CONNECTED
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.local_redis import RedisServer, RedisServerNotFound
 from tests import fault_jobs
 from tests.scripts import Script, process_alive, run_script, skip_unless_ci
 from tests.servers import Server

@@ -11,8 +11,8 @@ import pytest
 import redis
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-import jobs
-from constants import AVAILABLE_SEATS_KEY, RESERVE_SEAT_QUEUE, SEAT_JOBS_KEY
+from queuing import jobs
+from queuing.constants import AVAILABLE_SEATS_KEY, RESERVE_SEAT_QUEUE, SEAT_JOBS_KEY
 from tests.scripts import wait_until
 from tests.servers import Server, http_get
 

@@ -16,9 +16,9 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-import jobs
-from constants import PUSH_NOTIFICATION_QUEUE
-from local_redis import RedisServer, RedisServerNotFound, TlsFiles
+from queuing import jobs
+from queuing.constants import PUSH_NOTIFICATION_QUEUE
+from queuing.local_redis import RedisServer, RedisServerNotFound, TlsFiles
 from tests.scripts import Script, run_script, skip_unless_ci
 from tests.servers import Server
 from tests.test_jobs_real import start_processor, wait_until
@@ -46,11 +46,11 @@ def test_a_planted_pickle_runs_nothing_and_the_processor_goes_on(redis_url, tmp_
     # RQ's default serializer is pickle: this is the job an attacker (or a misconfigured
     # producer) puts in our queue.
     planted = Queue(PUSH_NOTIFICATION_QUEUE, connection=connection).enqueue(
-        "notifications.push_notification", Exploit(marker))
+        "queuing.notifications.push_notification", Exploit(marker))
     raw = zlib.decompress(connection.hget(planted.key, "data"))
     assert b"subprocess" in raw  # the payload really is an exploit for pickle.loads
     good = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection).enqueue(
-        "notifications.push_notification",
+        "queuing.notifications.push_notification",
         {"phoneNumber": "4153518780", "message": "This is the code to verify your account"})
     processor = start_processor("6_job_processor", redis_url, connection, workers=1)
     try:

@@ -18,10 +18,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-import jobs
-import stock
-import web
-from constants import RESERVE_SEAT_QUEUE
+from queuing import jobs, stock, web
+from queuing.constants import RESERVE_SEAT_QUEUE
 from tests.servers import Server, http_get, wait_for_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,7 +203,7 @@ def test_hostile_and_malformed_seat_jobs_fail_with_one_line_and_the_sale_goes_on
     queue = jobs.json_queue(RESERVE_SEAT_QUEUE, connection)
     marker = tmp_path / "ran"
     hostile = queue.enqueue("os.system", f"touch {marker}")
-    malformed = queue.create_job("seats.take_seat")
+    malformed = queue.create_job("queuing.seats.take_seat")
     malformed.save()
     connection.hset(malformed.key, "result_ttl", "abc")
     connection.rpush(queue.key, malformed.id)

@@ -10,9 +10,9 @@ import pytest
 from rq import Worker
 from rq.registry import StartedJobRegistry
 
-import jobs
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from job_events import FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing import jobs
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_events import FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
 from tests.test_faults_crash import kill_processor
 from tests.test_jobs_real import start_processor, wait_until
 

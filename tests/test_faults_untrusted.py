@@ -9,10 +9,9 @@ import pytest
 from rq import Callback, Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-import job_events
-import jobs
-from constants import PUSH_NOTIFICATION_QUEUE_2
-from job_events import JobBatch
+from queuing import job_events, jobs
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_events import JobBatch
 from tests.test_jobs_real import start_processor, wait_until
 
 pytestmark = pytest.mark.redis_server
@@ -33,7 +32,7 @@ def queue_for(redis_url):
 def poisoned(queue, field: str, value: str) -> str:
     """A job RQ wrote, spoilt in one field before it is queued (a worker waiting for a job
     must never see it whole)."""
-    job = queue.create_job("notifications.push_tracked_notification", args=(GOOD,))
+    job = queue.create_job("queuing.notifications.push_tracked_notification", args=(GOOD,))
     job.save()
     queue.connection.hset(job.key, field, value)
     queue.connection.rpush(queue.key, job.id)
@@ -66,13 +65,13 @@ def test_jobs_naming_functions_that_are_not_ours_never_run(redis_url, tmp_path, 
             batch.add("os.system", f"touch {markers[0]}", job_id="h1"),
             batch.add("subprocess.getoutput", f"touch {markers[1]}", job_id="h2"),
             batch.add("builtins.exec", f"open('{markers[2]}', 'w')", job_id="h3"),
-            queue.enqueue("notifications.push_tracked_notification", GOOD, job_id="h4",
+            queue.enqueue("queuing.notifications.push_tracked_notification", GOOD, job_id="h4",
                           meta={job_events.REPLY_TO: batch.stream},
                           on_success=Callback("os.system"),
                           on_failure=Callback(job_events.job_failed)),
         ]
         batch.job_ids.append("h4")
-        good = batch.add("notifications.push_tracked_notification", GOOD, job_id="g1")
+        good = batch.add("queuing.notifications.push_tracked_notification", GOOD, job_id="g1")
         if processor is None:
             processor = start_processor("7_job_processor", redis_url, connection, workers=2)
         events = {event.job_id: event for event in batch.events() if event.is_final}
@@ -101,7 +100,7 @@ def test_job_hashes_that_cannot_be_read_fail_and_the_processor_goes_on(redis_url
                                                      connection, workers=2)
     bad = [poisoned(queue, field, value) for field, value in POISON]
     bad.append(wrong_type(queue, "666"))
-    good = queue.enqueue("notifications.push_tracked_notification", GOOD)
+    good = queue.enqueue("queuing.notifications.push_tracked_notification", GOOD)
     if processor is None:
         processor = start_processor("7_job_processor", redis_url, connection, workers=2)
     try:
@@ -126,7 +125,7 @@ def test_an_unreadable_job_left_started_by_a_dead_worker_does_not_stop_the_recov
     connection.lrem(queue.key, 0, job_id)
     # As a worker that died (SIGKILL) mid-job leaves it: in the started registry.
     connection.zadd(StartedJobRegistry(queue=queue).key, {f"{job_id}:x": time.time() + 60})
-    good = queue.enqueue("notifications.push_tracked_notification", GOOD)
+    good = queue.enqueue("queuing.notifications.push_tracked_notification", GOOD)
     processor = start_processor("7_job_processor", redis_url, connection, workers=2)
     try:
         processor.wait_for(SENT)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from local_redis import free_port
+from queuing.local_redis import free_port
 from tests.local_http import Site, StubTwilio
 from tests.scripts import ROOT, Script, run_script, script_env
 
@@ -132,14 +132,14 @@ def test_two_scheduler_processes_send_a_reminder_once(redis_url, real_redis):
         while ticks < 6:
             line = ticker.read_line(timeout=20)
             assert line is not None, ticker.stderr
-            ticks += "Successfully completed reminders.tick()" in line
+            ticks += "Successfully completed queuing.reminders.tick()" in line
     finally:
         for process in [*schedulers, ticker]:
             assert process.interrupt() in (0, 130, -2)
     assert real_redis.llen("rq:queue:sms") == 1
     [job_id] = real_redis.lrange("rq:queue:sms", 0, -1)
     assert real_redis.hget(f"rq:job:{job_id}", "description").startswith(
-        "senders.send_sms('+14153518780', 'Stand up')")
+        "queuing.senders.send_sms('+14153518780', 'Stand up')")
 
 
 def test_honcho_starts_the_procfile_and_alerts_flow_to_twilio(redis_url, site, tmp_path):

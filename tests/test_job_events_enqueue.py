@@ -24,13 +24,10 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import DefaultSerializer
 
-import job_events
-import jobs
-import notifications
-import workers
-from constants import JOB_EVENTS_PREFIX, JOB_ID_KEY, PUSH_NOTIFICATION_QUEUE_2
-from job_events import COMPLETED, FAILED, PROGRESS, JobBatch, JobEvent
-from local_redis import SERVER_SETTINGS
+from queuing import job_events, jobs, notifications, workers
+from queuing.constants import JOB_EVENTS_PREFIX, JOB_ID_KEY, PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobBatch, JobEvent
+from queuing.local_redis import SERVER_SETTINGS
 from tests.scripts import ROOT, Script, load_script, script_env
 
 creator_7 = load_script("7_job_creator")
@@ -97,7 +94,7 @@ def test_rq_reads_a_batched_job_as_one_of_its_own_queue_enqueue(connection):
         assert stamp is not None and abs((stamp - own.created_at).total_seconds()) < 5
     # RQ's worker logs (coloured in a terminal) and rq-dashboard show the description.
     assert fast.description == own.description == (
-        "notifications.push_tracked_notification({'phoneNumber': '4153518743', "
+        "queuing.notifications.push_tracked_notification({'phoneNumber': '4153518743', "
         "'message': 'This is the code 4321 to verify y...)")
     assert queue.job_ids == [fast_id, "rqs-own"]
 
@@ -260,7 +257,7 @@ def test_created_lines_come_in_id_order_one_write_per_batch(fake_server, monkeyp
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     size = job_events.ENQUEUE_BATCH
     writes: list[str] = []
-    monkeypatch.setattr(notifications.common, "log", writes.append)
+    monkeypatch.setattr(notifications.console, "log", writes.append)
     with JobBatch(queue) as batch:
         notifications.create_notification_jobs(
             batch, [SENT] * (2 * size + 1), notifications.push_tracked_notification)
@@ -277,8 +274,9 @@ def test_a_reply_stream_key_is_short_and_random():
 # --- Ctrl-C -------------------------------------------------------------------------------
 
 ENDLESS_CREATOR = f"""
-import itertools, common, jobs, notifications
-from job_events import JobBatch
+import itertools, common
+from queuing import jobs, notifications
+from queuing.job_events import JobBatch
 def main():
     queue = jobs.json_queue({PUSH_NOTIFICATION_QUEUE_2!r}, jobs.rq_connection())
     with JobBatch(queue) as batch:

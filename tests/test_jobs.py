@@ -11,17 +11,14 @@ from rq import Callback, SimpleWorker
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 
-import job_events
-import jobs
-import notifications
-import workers
-from constants import (
+from queuing import job_events, jobs, notifications, workers
+from queuing.constants import (
     JOB_EVENTS_PREFIX,
     JOB_EVENTS_TTL_SECONDS,
     PUSH_NOTIFICATION_QUEUE,
     PUSH_NOTIFICATION_QUEUE_2,
 )
-from job_events import JobBatch, JobEvent
+from queuing.job_events import JobBatch, JobEvent
 from tests.scripts import load_script
 
 creator_6 = load_script("6_job_creator")
@@ -177,7 +174,7 @@ def test_jobs_are_stored_as_json_with_their_reply_stream(connection, capsys):
         notifications.create_notification_jobs(
             batch, creator_7.JOBS[:1], notifications.push_tracked_notification)
     job = Job.fetch("1", connection=connection, serializer=queue.serializer)
-    assert job.func_name == "notifications.push_tracked_notification"
+    assert job.func_name == "queuing.notifications.push_tracked_notification"
     assert job.args == [creator_7.JOBS[0]]
     assert job.meta == {job_events.REPLY_TO: batch.stream}
     assert batch.stream.startswith(JOB_EVENTS_PREFIX)

@@ -24,11 +24,9 @@ from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-import job_events
-import jobs
-import notifications
-from lean_worker import LeanWorker
-from recovery import RecoveringWorker
+from queuing import job_events, jobs, notifications
+from queuing.lean_worker import LeanWorker
+from queuing.recovery import RecoveringWorker
 
 QUEUE = "lean_compare"
 STREAM = "queuing:job_events:compare"

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import redis
 
-import local_redis
+from queuing import local_redis
 
 
 def test_prefers_the_redis_server_on_path(monkeypatch):
@@ -58,7 +58,7 @@ def test_a_missing_redis_server_skips_here_and_fails_in_ci(monkeypatch):
 def test_free_port_takes_ports_of_its_range_in_turn_skipping_busy_ones(monkeypatch):
     import socket
 
-    import local_redis
+    from queuing import local_redis
     low = local_redis.free_port()  # any port the kernel has free, and the next four
     monkeypatch.setenv(local_redis.PORT_RANGE_ENV, f"{low}-{low + 4}")
     monkeypatch.setattr(local_redis, "_cursor", [0])
@@ -73,7 +73,7 @@ def test_free_port_takes_ports_of_its_range_in_turn_skipping_busy_ones(monkeypat
 def test_free_port_hands_threads_of_one_process_different_ports(monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    import local_redis
+    from queuing import local_redis
     low = 20000
     monkeypatch.setenv(local_redis.PORT_RANGE_ENV, f"{low}-{low + 4000}")
     with ThreadPoolExecutor(8) as pool:

@@ -9,10 +9,9 @@ from zoneinfo import ZoneInfo
 import fakeredis
 import pytest
 
-import config
-import reminders
-from constants import SMS_QUEUE
-from jobs import json_queue
+from queuing import reminders, settings
+from queuing.constants import SMS_QUEUE
+from queuing.jobs import json_queue
 
 PARIS = ZoneInfo("Europe/Paris")
 GRACE = timedelta(minutes=10)
@@ -102,15 +101,15 @@ def test_the_timezone_decides_the_hour(fake_redis, rq_redis):
 
 def test_local_time_is_the_default(monkeypatch):
     monkeypatch.delenv("REMINDER_TIMEZONE", raising=False)
-    assert config.timezone() is None
+    assert settings.timezone() is None
     reminder = reminders.Reminder("1", "hi", ("+14153518780",), ("09:00",))
     local_nine = datetime(2026, 11, 23, 9, 0).astimezone()  # 09:00 in this machine's zone
     assert reminders.due_slots(reminder, local_nine, None, GRACE) == [local_nine]
     monkeypatch.setenv("REMINDER_TIMEZONE", "Europe/Paris")
-    assert config.timezone() == PARIS
+    assert settings.timezone() == PARIS
     monkeypatch.setenv("REMINDER_TIMEZONE", "Mars/Olympus")
-    with pytest.raises(config.ConfigError, match="REMINDER_TIMEZONE"):
-        config.timezone()
+    with pytest.raises(settings.ConfigError, match="REMINDER_TIMEZONE"):
+        settings.timezone()
 
 
 def test_a_late_tick_still_sends_within_the_grace_and_never_twice(fake_redis, rq_redis):
@@ -185,7 +184,7 @@ def test_the_scheduler_loop_queues_ticks_and_stops_on_its_flag(rq_redis):
     from rq import Queue
     from rq.cron import CronScheduler
 
-    from constants import REMINDERS_TICK_QUEUE
+    from queuing.constants import REMINDERS_TICK_QUEUE
     from tests.scripts import load_script
 
     scheduler_script = load_script("104_scheduler")
@@ -196,7 +195,7 @@ def test_the_scheduler_loop_queues_ticks_and_stops_on_its_flag(rq_redis):
     scheduler_script.run(scheduler, stop)  # returns once stop is set
     ticks = Queue(REMINDERS_TICK_QUEUE, connection=rq_redis).get_jobs()
     assert len(ticks) == 2  # at once, then a second later
-    assert {job.func_name for job in ticks} == {"reminders.tick"}
+    assert {job.func_name for job in ticks} == {"queuing.reminders.tick"}
     assert CronScheduler.all(rq_redis) == []  # its death was registered
 
 

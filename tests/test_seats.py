@@ -6,9 +6,8 @@ import fakeredis
 import pytest
 from rq.serializers import JSONSerializer
 
-import seat_worker
-import seats
-from seat_sale import Sale
+from queuing import seat_worker, seats
+from queuing.seat_sale import Sale
 
 IN_PROCESS = b'{"status":"Reservation in process"}'
 BLOCKED = b'{"status":"Reservation are blocked"}'

@@ -11,10 +11,9 @@ from rq.serializers import JSONSerializer
 from twilio.http import HttpClient
 from twilio.http.response import Response
 
-import notifications
-import senders
-from constants import SMS_QUEUE
-from jobs import json_queue
+from queuing import notifications, senders
+from queuing.constants import SMS_QUEUE
+from queuing.jobs import json_queue
 from tests.local_http import StubTwilio
 
 SID = "AC" + "0123456789abcdef" * 2

@@ -7,9 +7,7 @@ import fakeredis
 import pytest
 from werkzeug.test import Client
 
-import seats
-import stock
-import web
+from queuing import seats, stock, web
 
 HOT_PATHS = {"stock": ["/list_products/1", "/list_products/2", "/list_products/3",
                        "/list_products/4"],

@@ -31,7 +31,7 @@ def start(running, server: Server) -> Server:
 def stock_fleet(running, redis_url: str, kind: str) -> list[Server]:
     """Three processes sharing one Redis: separate scripts, or three granian workers."""
     if kind == "granian":
-        return [start(running, Server.granian("stock:create_app", redis_url, workers=3))]
+        return [start(running, Server.granian("queuing.stock:create_app", redis_url, workers=3))]
     return [start(running, Server.script("9_stock", redis_url)) for _ in range(3)]
 
 
@@ -73,7 +73,7 @@ def test_stock_is_never_oversold(redis_url, real_redis, running, kind):
 def serve(kind: str, name: str, redis_url: str) -> Server:
     """``python <name>.py``, or the production command with two workers."""
     if kind == "granian":
-        return Server.granian(f"{'stock' if name == '9_stock' else 'seats'}:create_app",
+        return Server.granian(f"queuing.{'stock' if name == '9_stock' else 'seats'}:create_app",
                               redis_url, workers=2)
     return Server.script(name, redis_url)
 
@@ -157,7 +157,7 @@ def test_seats_second_and_third_processes_join_the_sale(redis_url, real_redis, r
 
 
 def test_seats_under_granian_sell_exactly_50(redis_url, real_redis, running):
-    server = start(running, Server.granian("seats:create_app", redis_url, workers=3))
+    server = start(running, Server.granian("queuing.seats:create_app", redis_url, workers=3))
     assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"50"}'
     sell_out([server], real_redis, requests=300)
     assert server.interrupt() in (0, 130)
@@ -200,7 +200,7 @@ def test_granian_workers_join_a_live_sale_respawn_and_give_their_leases_back(
     first.get("/reserve_seat")
     first.get("/process")
     first.wait_for(COMPLETED.format(1))
-    server = start(running, Server.granian("seats:create_app", redis_url, workers=3))
+    server = start(running, Server.granian("queuing.seats:create_app", redis_url, workers=3))
     assert wait_for_leases(real_redis, 1 + 3) == 4
     for _ in range(12):  # spread over the workers
         assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"49"}'
@@ -218,7 +218,7 @@ def test_granian_workers_join_a_live_sale_respawn_and_give_their_leases_back(
     assert real_redis.zcard("seat_servers") == 1 + 1  # the script's, and the killed worker's
     first.kill()
     real_redis.delete("seat_servers")  # as if 15 s had passed: the two leases expired
-    fresh = start(running, Server.granian("seats:create_app", redis_url, workers=2))
+    fresh = start(running, Server.granian("queuing.seats:create_app", redis_url, workers=2))
     assert fresh.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"50"}'
     assert wait_for_leases(real_redis, 2) == 2
     assert fresh.interrupt() in (0, 130)  # Ctrl-C

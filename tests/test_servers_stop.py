@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq import Worker
 
-from local_redis import free_port
+from queuing.local_redis import free_port
 from tests.scripts import wait_until
 from tests.servers import GRANIAN_OPTIONS
 from tests.terminal import Terminal
@@ -31,8 +31,8 @@ MOMENTS = [0.5, 0.7, 0.9, 1.1, 1.4, 1.7, 2.0, 2.5, 3.0, None]
 COMMANDS = {
     "python 9_stock.py": ("9_stock", None),
     "python 100_seat.py": ("100_seat", None),
-    "granian stock": ("granian", "stock:create_app"),
-    "granian seats": ("granian", "seats:create_app"),
+    "granian stock": ("granian", "queuing.stock:create_app"),
+    "granian seats": ("granian", "queuing.seats:create_app"),
 }
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from local_redis import RedisServer, RedisServerNotFound
+from queuing.local_redis import RedisServer, RedisServerNotFound
 from tests.scripts import ROOT, Script, run_script, script_env, skip_unless_ci
 
 SECRET = "s3cret-pw"

@@ -2,7 +2,7 @@
 
 import pytest
 
-import stock
+from queuing import stock
 
 LIST_PRODUCTS = (
     b'[{"itemId":1,"itemName":"Suitcase 250","price":50,"initialAvailableQuantity":4},'
@@ -110,7 +110,7 @@ def test_flask_debug_in_the_environment_does_not_turn_debug_on(monkeypatch, fake
 
 @pytest.mark.parametrize(("value", "port"), [(None, 1245), ("", 1245), ("5000", 5000)])
 def test_port_comes_from_the_environment(monkeypatch, value, port):
-    import web
+    from queuing import web
 
     if value is None:
         monkeypatch.delenv("PORT", raising=False)

@@ -21,8 +21,8 @@ import pytest
 import redis
 from rq import Queue, Worker
 
-import jobs
-from constants import (
+from queuing import jobs
+from queuing.constants import (
     PUSH_NOTIFICATION_QUEUE,
     PUSH_NOTIFICATION_QUEUE_2,
     REMINDERS_TICK_QUEUE,
@@ -130,8 +130,8 @@ def test_a_processor_started_with_sigint_ignored_keeps_it_ignored_and_stops_on_s
         wait_until(lambda: workers_on(connection, queue_name) == workers, "its workers")
         terminal.ctrl_c()  # the starter said Ctrl-C is not for it: it runs on
         data = {"phoneNumber": "4151218782", "message": "still here"}
-        func = ("notifications.push_notification" if workers == 1
-                else "notifications.push_tracked_notification")
+        func = ("queuing.notifications.push_notification" if workers == 1
+                else "queuing.notifications.push_tracked_notification")
         jobs.json_queue(queue_name, connection).enqueue(func, data)
         terminal.wait_for("Sending notification to 4151218782, with message: still here")
         assert workers_on(connection, queue_name) == workers

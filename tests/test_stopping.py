@@ -9,7 +9,7 @@ from tests.scripts import ROOT
 
 HELD_WHILE_FORKING = """
 import multiprocessing, os, signal, time
-import stopping
+from queuing import stopping
 stopping.install()
 processes, known = [], []
 stopping.on_signal(lambda signum, first: known.append([p.pid for p in processes]))

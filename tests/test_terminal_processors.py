@@ -16,7 +16,7 @@ import pytest
 import redis
 from rq.worker import Worker, WorkerStatus
 
-from constants import (
+from queuing.constants import (
     JOB_ID_KEY,
     PUSH_NOTIFICATION_QUEUE,
     PUSH_NOTIFICATION_QUEUE_2,

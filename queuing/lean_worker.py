@@ -46,12 +46,12 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import current_timestamp, now, utcformat
 from rq.worker import WorkerStatus
 
-import common
-import job_events
-from constants import JOB_EVENTS_TTL_SECONDS
-from lean_scripts import END_JOB, START_JOB
-from recovery import RecoveringWorker
-from untrusted_jobs import fail_unreadable
+from queuing import job_events
+from queuing.connection import wait_until_connected
+from queuing.constants import JOB_EVENTS_TTL_SECONDS
+from queuing.lean_scripts import END_JOB, START_JOB
+from queuing.recovery import RecoveringWorker
+from queuing.untrusted_jobs import fail_unreadable
 
 # The worker's heartbeat and the suspension check, at most this often while jobs flow.
 HOUSEKEEPING_SECONDS = 1.0
@@ -125,7 +125,7 @@ class LeanWorker(RecoveringWorker):
                 return script(keys=keys, args=args)
             except (redis.ConnectionError, redis.TimeoutError):
                 sleep = self._sleep_unless_stopping if stoppable else time.sleep
-                common.wait_until_connected(self.connection, sleep=sleep, quiet=True)
+                wait_until_connected(self.connection, sleep=sleep, quiet=True)
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
         if self._stop_requested:

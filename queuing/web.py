@@ -25,8 +25,8 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.serving import WSGIRequestHandler
 
-import common
-from constants import DEFAULT_PORT
+from queuing import settings, urls
+from queuing.constants import DEFAULT_PORT
 
 PORT_ENV = "PORT"
 HOST_ENV = "HOST"
@@ -64,15 +64,16 @@ def web_client(url: str | None = None, decode_responses: bool = True,
     POOL_SIZE are in use: redis-py's default pool raises at once then, a ConnectionError
     that would tell a client "Redis is not reachable" while Redis is up (the threaded
     development server has a thread per request, however many come)."""
-    url = common.redis_url() if url is None else url
-    common.check_redis_url(url)
+    url = settings.redis_url() if url is None else url
+    urls.check_redis_url(url)
     try:
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS,
             decode_responses=decode_responses, socket_connect_timeout=2,
             socket_timeout=socket_timeout, retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2))
     except ValueError:
-        raise common.InvalidRedisURL(f"{common.REDIS_URL_ENV} is not a usable Redis URL") from None
+        raise settings.InvalidRedisURL(
+            f"{settings.REDIS_URL_ENV} is not a usable Redis URL") from None
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True
     return client
@@ -113,7 +114,7 @@ def _unavailable(error: Unavailable) -> Response:
 
 def _server_error(error: InternalServerError) -> Response:
     # Flask has already logged the traceback to stderr; the client gets no detail.
-    refused = common.refused_setting(error.original_exception)
+    refused = urls.refused_setting(error.original_exception)
     if refused is not None:  # e.g. REDIS_URL's database, on a server restarted with fewer
         return _unavailable(Unavailable(str(refused)))
     return json_response({"status": "Internal Server Error"}, 500)

@@ -35,9 +35,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import get_call_string, now, utcformat
 
-import common
-import jobs
-from constants import (
+from queuing import console, jobs
+from queuing.connection import not_connected_line, wait_until_connected
+from queuing.constants import (
     BATCH_MARKER_KEY,
     BATCH_MARKER_SECONDS,
     JOB_EVENTS_PREFIX,
@@ -245,7 +245,7 @@ _COMPACT = (",", ":")
 class JobTemplate(NamedTuple):
     """What every job of one function and one reply stream shares."""
 
-    func_name: str  # as RQ names it: "notifications.push_tracked_notification"
+    func_name: str  # as RQ names it: "queuing.notifications.push_tracked_notification"
     fields: list[bytes]  # the job hash's shared fields: field, value, field, value...
 
 
@@ -349,14 +349,14 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
 def through_outages(connection: redis.Redis, call: Callable[..., Any], *args: Any,
                     **kwargs: Any) -> Any:
     """``call(*args, **kwargs)``; while Redis cannot be reached, print the course's
-    not-connected line, wait for it (common.wait_until_connected) and call again. Only
+    not-connected line, wait for it (wait_until_connected) and call again. Only
     for calls that can safely run twice."""
     while True:
         try:
             return call(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            common.log(common.not_connected_line(error))
-            common.wait_until_connected(connection)
+            console.log(not_connected_line(error))
+            wait_until_connected(connection)
 
 
 def in_batches(items: Iterable[Any], size: int = ENQUEUE_BATCH) -> Iterator[list[Any]]:

@@ -21,10 +21,9 @@ from datetime import timezone as dt_timezone
 
 import redis
 
-import common
-import config
-import senders
-from constants import (
+from queuing import console, senders, settings
+from queuing.connection import connect
+from queuing.constants import (
     DEFAULT_REMINDER_GRACE_SECONDS,
     DEFAULT_REMINDER_TIMES,
     REMINDER_ID_KEY,
@@ -173,7 +172,7 @@ def send_due(connection: redis.Redis, rq_connection: redis.Redis, now: datetime,
                 continue  # another tick sent this slot already
             for phone in reminder.phones:
                 job = senders.enqueue_sms(rq_connection, phone, reminder.message)
-                common.log(f"Reminder {reminder.id} for {slot:%Y-%m-%d %H:%M %Z} "
+                console.log(f"Reminder {reminder.id} for {slot:%Y-%m-%d %H:%M %Z} "
                            f"queued to {phone} as job {job.id}")
             sent.append((reminder, slot))
     return sent
@@ -181,19 +180,19 @@ def send_due(connection: redis.Redis, rq_connection: redis.Redis, now: datetime,
 
 def grace() -> timedelta:
     """REMINDER_GRACE_SECONDS: how late a missed slot is still sent."""
-    return timedelta(seconds=config.positive_number(GRACE_ENV, DEFAULT_REMINDER_GRACE_SECONDS,
+    return timedelta(seconds=settings.positive_number(GRACE_ENV, DEFAULT_REMINDER_GRACE_SECONDS,
                                                     os.environ))
 
 
 def tick() -> int:
     """The job RQ's cron queues every minute: send what is due now. Returns how many slots."""
-    config.load_env()
+    settings.load_env()
     late = grace()
-    connection = common.connect()
-    rq_connection = common.connect(decode_responses=False)
+    connection = connect()
+    rq_connection = connect(decode_responses=False)
     try:
         sent = send_due(connection, rq_connection, datetime.now(dt_timezone.utc),
-                        config.timezone(), late)
+                        settings.timezone(), late)
     finally:
         connection.close()
         rq_connection.close()

@@ -6,8 +6,8 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-import common
-from constants import JOB_ID_KEY
+from queuing.connection import connect
+from queuing.constants import JOB_ID_KEY
 
 
 class ExpectedJobFailure(Exception):
@@ -39,4 +39,4 @@ def reserve_job_ids(connection: redis.Redis, count: int) -> list[str]:
 
 def rq_connection(url: str | None = None, **options) -> redis.Redis:
     """A client for RQ (default: ``REDIS_URL``): RQ needs bytes replies, not str."""
-    return common.connect(url, decode_responses=False, **options)
+    return connect(url, decode_responses=False, **options)

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import redis
 from rq.job import Job
 
-import common
-from constants import SMS_QUEUE
-from jobs import json_queue
+from queuing import console, settings
+from queuing.constants import SMS_QUEUE
+from queuing.jobs import json_queue
 
 ACCOUNT_SID_ENV = "TWILIO_ACCOUNT_SID"
 AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
@@ -52,7 +52,7 @@ class NotificationError(Exception):
     """A notification was not sent; the message says why in one line, without secrets."""
 
 
-class TwilioSettingError(common.ConfigError, NotificationError):
+class TwilioSettingError(settings.ConfigError, NotificationError):
     """A Twilio variable is missing or cannot be right; the message names it, never its
     value. A worker reports it when it starts (exit 2); a job that meets it fails."""
 
@@ -96,7 +96,7 @@ class ConsoleSender:
 
     def send(self, phone_number: str, message: str) -> None:
         e164(phone_number)
-        common.log(CONSOLE_LINE.format(phone_number=phone_number, message=message))
+        console.log(CONSOLE_LINE.format(phone_number=phone_number, message=message))
 
 
 class TwilioSender:
@@ -132,7 +132,7 @@ class TwilioSender:
                 self._hide(f"Twilio could not be reached to send the SMS to {to}: "
                            f"{type(error).__name__}")
             ) from None
-        common.log(f"SMS {sent.sid} to {to} queued by Twilio ({sent.status})")
+        console.log(f"SMS {sent.sid} to {to} queued by Twilio ({sent.status})")
 
     def _hide(self, text: str) -> str:
         for secret in self._secrets:

@@ -12,18 +12,17 @@ import redis
 from flask import Flask
 from rq import Callback, get_current_job
 
-import common
-import jobs
-import web
-from constants import (
+from queuing import console, jobs, web
+from queuing.connection import check_server_accepts
+from queuing.constants import (
     AVAILABLE_SEATS_KEY,
     RESERVATION_ENABLED_KEY,
     RESERVE_SEAT_QUEUE,
     SEAT_JOBS_KEY,
     SEAT_SALE_KEY,
 )
-from seat_sale import Sale
-from seat_worker import Processor, worker_connection
+from queuing.seat_sale import Sale
+from queuing.seat_worker import Processor, worker_connection
 
 NOT_ENOUGH_SEATS = "Not enough seats available"
 SALE_ENDED = "its sale has ended: a new sale of 50 seats started since it was queued"
@@ -100,11 +99,11 @@ def take_seat(sale: str = "") -> int:
 
 def job_completed(job, connection, result) -> None:
     """RQ runs a job's callbacks where the job ran: the server whose worker took it."""
-    common.log(f"Seat reservation job {job.id} completed")
+    console.log(f"Seat reservation job {job.id} completed")
 
 
 def job_failed(job, connection, exc_type, exc_value, traceback) -> None:
-    common.log(f"Seat reservation job {job.id} failed: {exc_value}")
+    console.log(f"Seat reservation job {job.id} failed: {exc_value}")
 
 
 def queue_reservation(connection: redis.Redis, sale: str = "") -> str:
@@ -122,7 +121,7 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
     app = web.new_app(__name__)
     if client is None:
         client = web.web_client()
-        common.check_server_accepts(client)
+        check_server_accepts(client)
     redis_client = client
     rq_connection = (rq_connection if rq_connection is not None
                      else web.web_client(decode_responses=False))  # RQ wants bytes

@@ -34,9 +34,9 @@ from typing import TypedDict
 import redis
 from flask import Flask, abort
 
-import common
-import web
-from constants import STOCK_KEY
+from queuing import web
+from queuing.connection import check_server_accepts
+from queuing.constants import STOCK_KEY
 
 
 class Product(TypedDict):
@@ -142,7 +142,7 @@ def create_app(client: redis.Redis | None = None) -> Flask:
     app = web.new_app(__name__)
     if client is None:
         client = web.web_client()
-        common.check_server_accepts(client)
+        check_server_accepts(client)
     stock = Stock(client)
     with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
         stock.write_missing()  # else at the first request that reaches Redis

@@ -19,7 +19,7 @@ import uuid
 
 import redis
 
-from constants import (
+from queuing.constants import (
     AVAILABLE_SEATS_KEY,
     INITIAL_SEATS,
     RESERVATION_ENABLED_KEY,

@@ -13,9 +13,9 @@ SystemExit is raised at once. A signal within ``COPY_SECONDS`` of the first is a
 it: a terminal sends Ctrl-C to every process of its group, and a processor passes the
 signals it gets on to its workers.
 
-A script imports this module before any other, so that a signal that comes during its
-imports is handled too. Only that import installs the policy: not a module's import of it
-(workers.py), so a creator that imports workers keeps Python's Ctrl-C, nor a test's.
+A long-running script calls :func:`install` before its other imports, so that a signal
+that comes during them is handled too. Importing this module installs nothing: a creator
+that imports workers keeps Python's Ctrl-C, and so does a test.
 
 A process started with SIGINT ignored (``cmd &`` in a shell script: the shell's way of
 saying Ctrl-C is not meant for it) keeps ignoring it; SIGTERM, which a script uses to
@@ -27,11 +27,9 @@ from __future__ import annotations
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
 
 COPY_SECONDS = 1.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -157,30 +155,4 @@ def sleep(seconds: float) -> None:
         raise Stopped
 
 
-def run(main: Callable[[], int | None]) -> NoReturn:
-    """common.run for a long-running script: a stop asked for before or while ``main``
-    starts (Stopped) ends it with exit 0, as a stop once it runs does."""
-    import common
-
-    def until_stopped() -> int | None:
-        try:
-            check()
-            return main()
-        except Stopped:
-            return 0
-
-    common.run(until_stopped)
-
-
-def _imported_by_the_main_script() -> bool:
-    """Whether the import running now is the program's own (``python 7_job_processor.py``),
-    not a module's (notifications imports workers, which imports this) or a test's."""
-    frame = sys._getframe(2)  # 0: here, 1: this module, 2: the import machinery
-    while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
-        frame = frame.f_back
-    return frame is not None and frame.f_globals.get("__name__") == "__main__"
-
-
 os.register_at_fork(after_in_child=_after_fork_in_child)
-if _imported_by_the_main_script():
-    install()

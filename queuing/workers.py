@@ -45,14 +45,11 @@ from rq.job_lifecycle import call_exception_handlers
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-import common
-import config
-import jobs
-import recovery
-import stopping
-from job_events import failure_reason
-from lean_worker import LeanWorker
-from untrusted_jobs import GuardedQueue
+from queuing import console, jobs, recovery, settings, stopping
+from queuing.connection import CONNECTED, MAX_RETRY_DELAY, not_connected_line, wait_until_connected
+from queuing.job_events import failure_reason
+from queuing.lean_worker import LeanWorker
+from queuing.untrusted_jobs import GuardedQueue
 
 VERBOSE_ENV = "RQ_VERBOSE"
 NOTIFICATION_JOB = "Notification job"
@@ -87,7 +84,7 @@ def configure_logging() -> None:
 
 def shutdown_grace() -> float:
     """WORKER_SHUTDOWN_GRACE, checked when a processor starts (a bad value exits 2)."""
-    return config.positive_number(SHUTDOWN_GRACE_ENV, DEFAULT_SHUTDOWN_GRACE_SECONDS)
+    return settings.positive_number(SHUTDOWN_GRACE_ENV, DEFAULT_SHUTDOWN_GRACE_SECONDS)
 
 
 # RQ's log line when its worker loses Redis while waiting for a job (it then retries).
@@ -108,7 +105,7 @@ class _CourseLines(logging.LoggerAdapter):
         elif msg == _QUITTING and not verbose():
             error = sys.exc_info()[1]
             detail = str(error).strip().splitlines()
-            common.log_error(f"Worker {args[0] if args else ''} stopped on an error: "
+            console.log_error(f"Worker {args[0] if args else ''} stopped on an error: "
                              f"{type(error).__name__}{': ' + detail[0] if detail else ''}")
         else:
             self.logger.error(msg, *args, **kwargs)
@@ -135,7 +132,7 @@ class ProcessorWorker(LeanWorker):
     line and retries as node_redis does (at most 5 s apart, not RQ's 60 s), then prints
     the connected line."""
 
-    max_connection_wait_time = common.MAX_RETRY_DELAY
+    max_connection_wait_time = MAX_RETRY_DELAY
     queue_class = StoppableQueue
 
     def __init__(self, *args: Any, job_label: str = NOTIFICATION_JOB, **kwargs: Any) -> None:
@@ -165,21 +162,21 @@ class ProcessorWorker(LeanWorker):
         return result
 
     def lost_redis(self, error: object) -> None:
-        common.log(common.not_connected_line(error))
+        console.log(not_connected_line(error))
         self._redis_lost = True
 
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         super().heartbeat(*args, **kwargs)
         if self._redis_lost:  # the first command since Redis came back
             self._redis_lost = False
-            common.log(common.CONNECTED)
+            console.log(CONNECTED)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """One line per failed job, with the reason its creator hears. RQ's own log of it
         (with a traceback) only with RQ_VERBOSE; the failed registry keeps it anyway."""
         exc_type, exc_value = exc_info[0], exc_info[1]
         if not (exc_type is not None and issubclass(exc_type, jobs.ExpectedJobFailure)):
-            common.log_error(
+            console.log_error(
                 f"{self.job_label} {job.id} failed: {failure_reason(exc_type, exc_value)}")
         if verbose():
             super().handle_exception(job, *exc_info)
@@ -188,7 +185,7 @@ class ProcessorWorker(LeanWorker):
 
     def report_unreadable(self, job_id: str, reason: str) -> None:
         """A job whose hash could not be read was failed (untrusted_jobs.py): its line."""
-        common.log_error(f"{self.job_label} {job_id} failed: {reason}")
+        console.log_error(f"{self.job_label} {job_id} failed: {reason}")
 
     def _install_signal_handlers(self) -> None:
         """Instead of RQ's handlers: stopping.py's policy, with this worker's hook."""
@@ -231,7 +228,7 @@ def work(queue_name: str, url: str | None = None, *, serializer: Any = JSONSeria
     try:
         worker.work(burst=burst, logging_level=logging_level())
     except redis.ConnectionError as error:
-        common.log_error(f"Cannot reach Redis: {error}")
+        console.log_error(f"Cannot reach Redis: {error}")
         return 1
     return 0 if worker.stopped_as_asked else 1
 
@@ -250,7 +247,7 @@ def recover_before_start(queue_name: str, url: str | None = None,
     finally:
         connection.close()
     for job_id, reason in done.unreadable:
-        common.log_error(f"{job_label} {job_id} failed: {reason}")
+        console.log_error(f"{job_label} {job_id} failed: {reason}")
 
 
 def run_workers(queue_name: str, count: int = 1, url: str | None = None,
@@ -262,7 +259,7 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None,
     shutdown_grace()  # a bad setting ends the processor now, not at Ctrl-C
     waiting = jobs.rq_connection(url)
     try:  # started before Redis: wait for it (a stop meanwhile ends the wait)
-        common.wait_until_connected(waiting, quiet=True, sleep=stopping.sleep)
+        wait_until_connected(waiting, quiet=True, sleep=stopping.sleep)
     except stopping.Stopped:
         return 0
     finally:
@@ -272,7 +269,7 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None,
     try:
         recover_before_start(queue_name, url, options.get("job_label", NOTIFICATION_JOB))
     except redis.ConnectionError as error:
-        common.log_error(f"Cannot reach Redis: {error}")
+        console.log_error(f"Cannot reach Redis: {error}")
         return 1
     context = multiprocessing.get_context("fork")
     processes = [context.Process(target=_work_in_child, args=(queue_name, url, options),

@@ -42,8 +42,8 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
-from constants import RECOVERY_LOCK_KEY, WORKER_LEASE_KEY
-from untrusted_jobs import AllowedJob, SkipsUnreadableJobs, fail_unreadable
+from queuing.constants import RECOVERY_LOCK_KEY, WORKER_LEASE_KEY
+from queuing.untrusted_jobs import AllowedJob, SkipsUnreadableJobs, fail_unreadable
 
 ABANDONED_RUNS = "abandoned_runs"  # job meta: how many of its workers died running it
 MAX_ABANDONED_RUNS = 3

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
-import senders
-from constants import (
+from queuing import senders
+from queuing.constants import (
     UPTIME_CHECK_ID_KEY,
     UPTIME_CHECK_KEY,
     UPTIME_CHECKS_KEY,

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import common
-import jobs
-import senders
-from job_events import (
+from queuing import console, jobs, senders
+from queuing.job_events import (
     COMPLETED,
     FAILED,
     PROGRESS,
@@ -121,7 +119,7 @@ def create_notification_jobs(batch: JobBatch, jobs_data: Iterable[Any],
     """
     for items in in_batches(jobs_data):
         job_ids = batch.add_many(func, [(data,) for data in items])
-        common.log("\n".join(created_line(job_id) for job_id in job_ids))
+        console.log("\n".join(created_line(job_id) for job_id in job_ids))
 
 
 def print_events(batch: JobBatch, line: Callable[[JobEvent], str | None]) -> None:
@@ -129,4 +127,4 @@ def print_events(batch: JobBatch, line: Callable[[JobEvent], str | None]) -> Non
     for event in batch.events():
         text = line(event)
         if text is not None:
-            common.log(text)
+            console.log(text)
