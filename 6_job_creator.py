@@ -8,7 +8,7 @@ and so do its events. Each run gets a new job id, one more than the last.
 import common
 from queuing import jobs, notifications
 from queuing.constants import PUSH_NOTIFICATION_QUEUE
-from queuing.job_events import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 
 JOB_DATA = {
     "phoneNumber": "4153518780",

@@ -9,7 +9,7 @@ from functools import partial
 import common
 from queuing import jobs, notifications
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
-from queuing.job_events import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 
 JOBS = [
     {"phoneNumber": "4153518780", "message": "This is the code 1234 to verify your account"},

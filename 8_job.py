@@ -18,7 +18,8 @@ from rq import Queue
 import common
 from queuing import jobs, notifications
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_3
-from queuing.job_events import LISTEN_SOCKET_TIMEOUT, JobBatch, require_json_queue
+from queuing.fast_enqueue import require_json_queue
+from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 
 NOT_AN_ARRAY = "Jobs is not an array"
 

@@ -6,7 +6,7 @@ Phases, each against the same Redis (REDIS_URL, else a throwaway redis-server):
 
 1. enqueue: ``--enqueue-jobs`` jobs (default 10,000) through the creator's own code
    (JobBatch + notifications.create_notification_jobs: ids from one INCRBY and one
-   MULTI/EXEC per batch of job_events.ENQUEUE_BATCH jobs, the reply stream, the
+   MULTI/EXEC per batch of fast_enqueue.ENQUEUE_BATCH jobs, the reply stream, the
    callbacks, the created lines), no worker running. used_memory is read once ``--jobs``
    are pending: its growth / ``--jobs`` is ``bytes_per_pending_job``, which depends on
    the server's ``hash_max_listpack_value`` (reported). The jobs are then emptied.
@@ -51,14 +51,8 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from bench import roundtrips
 from queuing import console, jobs, notifications
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
-from queuing.job_events import (
-    COMPLETED,
-    FAILED,
-    LISTEN_SOCKET_TIMEOUT,
-    PROGRESS,
-    JobBatch,
-    JobEvent,
-)
+from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent
 from queuing.local_redis import configured_or_throwaway
 
 creator = importlib.import_module("7_job_creator")

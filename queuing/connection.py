@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -109,3 +110,16 @@ async def wait_until_connected_async(client: redis.asyncio.Redis) -> None:
         else:
             log(CONNECTED)
             return
+
+
+def through_outages(connection: redis.Redis, call: Callable[..., Any], *args: Any,
+                    **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``; while Redis cannot be reached, print the course's
+    not-connected line, wait for it (wait_until_connected) and call again. Only
+    for calls that can safely run twice."""
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            log(not_connected_line(error))
+            wait_until_connected(connection)

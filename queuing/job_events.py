@@ -15,54 +15,28 @@ Wire format of one event (a stream entry): ``job`` (the job id), ``event`` (``pr
 
 from __future__ import annotations
 
-import itertools
-import json
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
-from rq import Callback, Queue, get_current_job
-from rq.defaults import CALLBACK_TIMEOUT
+from rq import get_current_job
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
-from rq.serializers import JSONSerializer
-from rq.utils import get_call_string, now, utcformat
 
-from queuing import console, jobs
-from queuing.connection import not_connected_line, wait_until_connected
 from queuing.constants import (
-    BATCH_MARKER_KEY,
-    BATCH_MARKER_SECONDS,
-    JOB_EVENTS_PREFIX,
     JOB_EVENTS_TTL_SECONDS,
 )
-
-ENQUEUE_JOBS_LUA = (Path(__file__).parent / "lua" / "enqueue_jobs.lua").read_text()
 
 REPLY_TO = "reply_to"  # the job meta field naming the creator's stream
 
 PROGRESS = "progress"
 COMPLETED = "completed"
 FAILED = "failed"
-
-# How long one XREAD blocks. The creator's socket timeout must be longer (redis-py 8
-# defaults to 5 s): see LISTEN_SOCKET_TIMEOUT.
-BLOCK_MS = 10_000
-LISTEN_SOCKET_TIMEOUT = BLOCK_MS / 1000 + 5
-READ_COUNT = 1_000
-# While events flow, a creator reads at most once per READ_PAUSE_SECONDS, so that one
-# XREAD brings many events rather than each one (lines are printed at most 5 ms later).
-READ_PAUSE_SECONDS = 0.005
-# The failure a creator reports for a job whose hash vanished before it ended.
-LOST_JOB = "its job is no longer in Redis (Redis lost its data?)"
-
 
 @dataclass(frozen=True)
 class JobEvent:
@@ -95,17 +69,6 @@ class JobEvent:
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-def new_reply_stream() -> str:
-    """A stream key of one creator's own (random, so creators never read each other's).
-
-    8 URL-safe characters, 48 random bits: as unlikely to collide as 12 hex digits, and
-    short, because every pending job holds the key in its meta (README, "Redis settings").
-    """
-    return f"{JOB_EVENTS_PREFIX}{secrets.token_urlsafe(6)}"
-
-
-# --- Worker side ------------------------------------------------------------------------
 
 def publish(connection: redis.Redis, reply_to: str, event: JobEvent) -> None:
     """Append ``event`` to the creator's stream and push back its expiry: one round trip.
@@ -225,244 +188,3 @@ def failure_reason(exc_type: type[BaseException] | None, exc_value: BaseExceptio
     if lines:
         return lines[0]
     return exc_type.__name__ if exc_type is not None else "unknown error"
-
-
-# --- Creator side -----------------------------------------------------------------------
-
-# Jobs per transaction of the batched enqueue: enough that a round trip and the created
-# lines' write are shared by many jobs, few enough that the first lines show at once and
-# that other clients wait little behind one transaction (Redis runs it in ~1.5 ms here).
-ENQUEUE_BATCH = 500
-
-# The length past which RQ's Job.get_call_string cuts an argument's repr (adding "...").
-CALL_STRING_MAX_LENGTH = 75
-
-# JSON without spaces: json.loads (RQ's JSONSerializer) reads it the same, and the hash
-# stays small enough for Redis's compact encoding (README, "Redis settings").
-_COMPACT = (",", ":")
-
-
-class JobTemplate(NamedTuple):
-    """What every job of one function and one reply stream shares."""
-
-    func_name: str  # as RQ names it: "queuing.notifications.push_tracked_notification"
-    fields: list[bytes]  # the job hash's shared fields: field, value, field, value...
-
-
-def enqueue_reporting(queue: Queue, func: Callable | str, *args: Any, job_id: str,
-                      reply_to: str, **options: Any) -> Job:
-    """Enqueue ``func(*args)`` as job ``job_id`` whose events go to ``reply_to``."""
-    return queue.enqueue(
-        func, *args, job_id=job_id, meta={REPLY_TO: reply_to},
-        on_success=Callback(job_completed), on_failure=Callback(job_failed), **options,
-    )
-
-
-def require_json_queue(queue: Queue) -> None:
-    """Raise ValueError unless ``queue`` serializes jobs with RQ's JSONSerializer: the
-    batched enqueue writes JSON job data, and the workers read nothing else."""
-    if queue.serializer is not JSONSerializer and type(queue.serializer) is not JSONSerializer:
-        raise ValueError(
-            f"queue {queue.name} is not a JSON queue (its serializer: "
-            f"{getattr(queue.serializer, '__name__', type(queue.serializer).__name__)}); "
-            "make it with jobs.json_queue(name, connection)")
-
-
-def job_template(queue: Queue, func: Callable | str, reply_to: str) -> JobTemplate:
-    """The hash fields of a ``func`` job whose events go to ``reply_to``, made once by RQ's
-    own Job (``Queue.create_job`` and ``Job.to_dict``, as ``Queue.enqueue`` does), so the
-    fields and their values are RQ's. Left out, because RQ reads the job the same without
-    them and each costs memory in every pending job:
-
-    - the fields that differ per job (``data``, ``description``, ``created_at``,
-      ``enqueued_at``): :func:`enqueue_jobs` adds them;
-    - empty fields (``started_at``, ``worker_name``...): RQ reads a missing one as empty;
-    - the callbacks' timeouts when they are RQ's default: RQ reads a missing one as it.
-
-    The job's ``timeout`` stays, default or not: RQ's forking ``Worker`` adds 60 to it
-    while watching a long job, and would fail on a missing one.
-    """
-    require_json_queue(queue)
-    job = queue.create_job(func, meta={REPLY_TO: reply_to},
-                           on_success=Callback(job_completed), on_failure=Callback(job_failed))
-    fields = job.to_dict()
-    fields["meta"] = json.dumps(job.meta, separators=_COMPACT)
-    for per_job in ("data", "description", "created_at", "enqueued_at"):
-        fields.pop(per_job, None)
-    for name in ("success_callback_timeout", "failure_callback_timeout",
-                 "stopped_callback_timeout"):
-        if fields.get(name) == CALLBACK_TIMEOUT:
-            del fields[name]
-    encode = queue.connection.get_encoder().encode
-    shared = [encode(part) for name, value in fields.items() if value not in ("", b"")
-              for part in (name, value)]
-    return JobTemplate(job.func_name, shared)
-
-
-def job_description(func_name: str, args: Sequence[Any]) -> str:
-    """The ``description`` RQ gives a ``func_name(*args)`` job (``Job.create`` takes
-    ``Job.get_call_string()``): RQ's log line for each job it takes shows it, coloured
-    in a terminal, where a job without one crashes the worker; rq-dashboard names the
-    job by it."""
-    return get_call_string(func_name, args, {}, max_length=CALL_STRING_MAX_LENGTH)
-
-
-def enqueue_jobs(queue: Queue, template: JobTemplate,
-                 args_per_job: Sequence[Sequence[Any]]) -> list[str]:
-    """Enqueue one ``template`` job per ``args`` (its positional arguments), with new
-    consecutive ids, and return the ids: the jobs ``Queue.enqueue`` would write (in the
-    compact form of :func:`job_template`), in 2 round trips for the whole batch instead
-    of 3 per job, and without RQ's Python work per job.
-
-    One INCRBY takes the ids; one Lua script (lua/enqueue_jobs.lua) writes every job hash
-    and pushes the ids onto the queue in one RPUSH, so a creator interrupted at any point
-    (Ctrl-C) leaves each job in Redis whole and queued, or not at all. The batch's jobs
-    share one timestamp (``created_at`` = ``enqueued_at``): they appear at the same
-    instant to every reader.
-
-    A Redis restart or stall does not end the creator: it prints the course's
-    not-connected line, waits for Redis and tries again. Trying again never writes a job
-    twice: the script marks its batch, and does nothing when the mark is there (a reply
-    lost after the script ran). A retried INCRBY may skip ids, as Kue's counter could.
-    """
-    if not args_per_job:
-        return []
-    connection = queue.connection
-    job_ids = through_outages(connection, jobs.reserve_job_ids, connection, len(args_per_job))
-    stamp = utcformat(now()).encode()
-    fields = [*template.fields, b"created_at", stamp, b"enqueued_at", stamp]
-    key_prefix = queue.job_class.redis_job_namespace_prefix
-    per_job = []
-    for job_id, args in zip(job_ids, args_per_job, strict=True):
-        # RQ's job data: [func_name, instance, args, kwargs], serialized by the queue.
-        data = json.dumps([template.func_name, None, args, {}], separators=_COMPACT)
-        per_job += [job_id, data, job_description(template.func_name, args)]
-    keys = [queue.redis_queues_keys, queue.key,
-            BATCH_MARKER_KEY.format(first_job_id=job_ids[0]),
-            *(key_prefix + job_id for job_id in job_ids)]
-    args = [BATCH_MARKER_SECONDS, len(fields), *fields, *per_job]
-    script = connection.register_script(ENQUEUE_JOBS_LUA)
-    through_outages(connection, script, keys=keys, args=args)
-    return job_ids
-
-
-def through_outages(connection: redis.Redis, call: Callable[..., Any], *args: Any,
-                    **kwargs: Any) -> Any:
-    """``call(*args, **kwargs)``; while Redis cannot be reached, print the course's
-    not-connected line, wait for it (wait_until_connected) and call again. Only
-    for calls that can safely run twice."""
-    while True:
-        try:
-            return call(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            console.log(not_connected_line(error))
-            wait_until_connected(connection)
-
-
-def in_batches(items: Iterable[Any], size: int = ENQUEUE_BATCH) -> Iterator[list[Any]]:
-    """``items`` in lists of ``size`` (the last one shorter), read as they are needed."""
-    items = iter(items)
-    while batch := list(itertools.islice(items, size)):
-        yield batch
-
-
-def follow(connection: redis.Redis, stream: str, job_ids: Iterable[str],
-           block_ms: int = BLOCK_MS) -> Iterator[JobEvent]:
-    """Yield the events of ``job_ids`` in the order the workers wrote them, until each job
-    has completed or failed.
-
-    Reading starts at the stream's first entry, so events written before the call are
-    seen too. One XREAD returns every event written since the previous one: the cost is
-    per batch of events, not per job, and while events flow the reads are at least
-    READ_PAUSE_SECONDS apart. An idle wait costs one XREAD per ``block_ms``.
-
-    When Redis goes away (a restart), the course's not-connected line is printed and the
-    reading goes on from the last event heard once it is back. After an idle wait, jobs
-    whose hash is gone from Redis (its data was lost, or someone deleted them) end with a
-    failed event saying so, instead of being waited for for ever.
-    """
-    pending = set(job_ids)
-    last_id = "0"
-    while pending:
-        reply = through_outages(connection, connection.xread, {stream: last_id},
-                                count=READ_COUNT, block=block_ms)
-        if not reply:
-            # Nothing for a while: read what may have come meanwhile, then check the jobs.
-            reply = through_outages(connection, _read_now_and_find_lost, connection, stream,
-                                    last_id, pending)
-        for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                last_id = entry_id
-                event = JobEvent.from_fields(fields)
-                if event.job_id not in pending:
-                    continue  # not ours, or already final (a duplicate)
-                if event.is_final:
-                    pending.discard(event.job_id)
-                yield event
-            if pending and len(entries) < READ_COUNT:
-                time.sleep(READ_PAUSE_SECONDS)  # let the next events gather
-
-
-def _read_now_and_find_lost(connection: redis.Redis, stream: str, last_id: str,
-                            pending: set[str]) -> list:
-    """An XREAD reply: the events since ``last_id``, then a failed event for each pending
-    job whose hash is gone (read after the events, so a job deleted at its end, with its
-    final event written before, is never taken for lost)."""
-    reply = connection.xread({stream: last_id}, count=READ_COUNT)
-    if reply:
-        return reply
-    prefix = Job.redis_job_namespace_prefix
-    with connection.pipeline(transaction=False) as pipe:
-        for job_id in sorted(pending):
-            pipe.exists(prefix + job_id)
-        gone = [job_id for job_id, found in zip(sorted(pending), pipe.execute(), strict=True)
-                if not found]
-    if not gone:
-        return []
-    return [(stream, [(last_id, JobEvent(job_id, FAILED, error=LOST_JOB).fields())
-                      for job_id in gone])]
-
-
-class JobBatch:
-    """Jobs one creator enqueued with one reply stream; iterate to hear their events.
-
-    Use it as a context manager: leaving it deletes the stream, whether every job ended
-    or the creator was interrupted (events written later recreate it, with an expiry).
-    """
-
-    def __init__(self, queue: Queue, stream: str | None = None) -> None:
-        self.queue = queue
-        self.stream = stream or new_reply_stream()
-        self.job_ids: list[str] = []
-        self._templates: dict[Callable | str, JobTemplate] = {}
-
-    def add(self, func: Callable | str, *args: Any, job_id: str, **options: Any) -> Job:
-        """One job with an id of the caller's and any of RQ's options, by ``Queue.enqueue``."""
-        job = enqueue_reporting(self.queue, func, *args, job_id=job_id, reply_to=self.stream,
-                                **options)
-        self.job_ids.append(job.id)
-        return job
-
-    def add_many(self, func: Callable | str,
-                 args_per_job: Sequence[Sequence[Any]]) -> list[str]:
-        """One ``func(*args)`` job per ``args``, with new ids, in one transaction
-        (:func:`enqueue_jobs`); their ids, in order."""
-        template = self._templates.get(func)
-        if template is None:
-            template = self._templates[func] = job_template(self.queue, func, self.stream)
-        job_ids = enqueue_jobs(self.queue, template, args_per_job)
-        self.job_ids.extend(job_ids)
-        return job_ids
-
-    def events(self, block_ms: int = BLOCK_MS) -> Iterator[JobEvent]:
-        return follow(self.queue.connection, self.stream, self.job_ids, block_ms)
-
-    def close(self) -> None:
-        with suppress(redis.RedisError):  # it would expire anyway
-            self.queue.connection.delete(self.stream)
-
-    def __enter__(self) -> JobBatch:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -12,15 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from queuing import console, jobs, senders
-from queuing.job_events import (
-    COMPLETED,
-    FAILED,
-    PROGRESS,
-    JobBatch,
-    JobEvent,
-    in_batches,
-    report_progress,
-)
+from queuing.job_batch import JobBatch, in_batches
+from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent, report_progress
 
 BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
 FIELDS = ("phoneNumber", "message")

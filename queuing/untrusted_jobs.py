@@ -44,6 +44,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, import_attribute
 
 from queuing import console, job_events
+from queuing.constants import JOB_EVENTS_PREFIX
 
 EXTRA_ENV = "EXTRA_JOB_FUNCTIONS"
 
@@ -167,7 +168,7 @@ def fail_unreadable(queue: Queue, job_id: str, error: BaseException,
         reply_to = json.loads(connection.hget(job_key, "meta") or "{}").get(job_events.REPLY_TO)
     except (redis.ResponseError, ValueError, AttributeError):  # not a hash, meta unreadable
         reply_to = None
-    if isinstance(reply_to, str) and reply_to.startswith(job_events.JOB_EVENTS_PREFIX):
+    if isinstance(reply_to, str) and reply_to.startswith(JOB_EVENTS_PREFIX):
         job_events.publish(connection, reply_to,
                            job_events.JobEvent(job_id, job_events.FAILED, error=reason))
     return reason

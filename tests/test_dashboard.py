@@ -11,7 +11,7 @@ from rq.serializers import JSONSerializer
 
 from queuing import jobs, notifications
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
-from queuing.job_events import JobBatch
+from queuing.job_batch import JobBatch
 
 pytestmark = pytest.mark.redis_server
 

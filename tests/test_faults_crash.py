@@ -23,7 +23,8 @@ from queuing.constants import (
     RESERVE_SEAT_QUEUE,
     WORKER_LEASE_KEY,
 )
-from queuing.job_events import COMPLETED, FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.job_events import COMPLETED, FAILED
 from queuing.notifications import BLACKLISTED_NUMBERS, push_tracked_notification
 from tests import fault_jobs
 from tests.scripts import Script, process_alive

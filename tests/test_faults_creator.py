@@ -7,9 +7,10 @@ import fakeredis
 import pytest
 import redis
 
-from queuing import job_events, jobs, notifications
+from queuing import job_batch, job_events, jobs, notifications
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
-from queuing.job_events import FAILED, JobBatch, JobEvent
+from queuing.job_batch import JobBatch
+from queuing.job_events import FAILED, JobEvent
 
 GOOD = {"phoneNumber": "4153518743", "message": "This is the code 4321 to verify your account"}
 
@@ -79,7 +80,7 @@ def test_a_creator_reports_jobs_whose_data_is_gone_instead_of_waiting_for_ever(f
         ids = batch.add_many(notifications.push_tracked_notification, [(GOOD,), (GOOD,)])
         connection.delete(*(f"rq:job:{job_id}" for job_id in ids))  # Redis lost them
         events = list(batch.events(block_ms=50))
-    assert events == [JobEvent(job_id, FAILED, error=job_events.LOST_JOB) for job_id in ids]
+    assert events == [JobEvent(job_id, FAILED, error=job_batch.LOST_JOB) for job_id in ids]
 
 
 def test_a_job_deleted_right_after_its_final_event_is_not_taken_for_lost(fake_server):

@@ -18,7 +18,8 @@ from rq.serializers import JSONSerializer
 
 from queuing import jobs, notifications, recovery, seats, stock
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2, RESERVATION_ENABLED_KEY
-from queuing.job_events import COMPLETED, FAILED, JobBatch
+from queuing.job_batch import JobBatch
+from queuing.job_events import COMPLETED, FAILED
 
 HTTP_EXAMPLES = 400
 JOB_EXAMPLES = 150

@@ -16,7 +16,7 @@ from collections import Counter
 
 from rq import Worker
 
-from queuing import job_events, jobs, notifications
+from queuing import job_batch, job_events, jobs, notifications
 from queuing.connection import CONNECTED
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.local_redis import RedisServer, RedisServerNotFound
@@ -132,7 +132,7 @@ def test_a_redis_restart_while_jobs_flow_leaves_no_job_started(tmp_path):
         wait_until(lambda: Worker.count(connection=connection) == 2, "processor 7's workers")
         queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
         count = 3_000
-        with job_events.JobBatch(queue) as batch:
+        with job_batch.JobBatch(queue) as batch:
             with contextlib.redirect_stdout(io.StringIO()):
                 notifications.create_notification_jobs(
                     batch, [GOOD] * count, notifications.push_tracked_notification)

@@ -12,7 +12,8 @@ from rq.registry import StartedJobRegistry
 
 from queuing import jobs
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
-from queuing.job_events import FAILED, LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.job_events import FAILED
 from tests.test_faults_crash import kill_processor
 from tests.test_jobs_real import start_processor, wait_until
 

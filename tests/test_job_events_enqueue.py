@@ -1,4 +1,4 @@
-"""The creators' batched enqueue (job_events.enqueue_jobs): its jobs are RQ's own jobs.
+"""The creators' batched enqueue (fast_enqueue.enqueue_jobs): its jobs are RQ's own jobs.
 
 RQ reads them back as it reads jobs of its own ``Queue.enqueue``, plain ``rq worker``
 and our processors run them with the callbacks firing, ids stay consecutive and unique
@@ -24,9 +24,10 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import DefaultSerializer
 
-from queuing import job_events, jobs, notifications, workers
+from queuing import fast_enqueue, job_batch, job_events, jobs, notifications, workers
 from queuing.constants import JOB_EVENTS_PREFIX, JOB_ID_KEY, PUSH_NOTIFICATION_QUEUE_2
-from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobBatch, JobEvent
+from queuing.job_batch import JobBatch
+from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent
 from queuing.local_redis import SERVER_SETTINGS
 from tests.scripts import ROOT, Script, load_script, script_env
 
@@ -34,7 +35,7 @@ creator_7 = load_script("7_job_creator")
 
 SENT = creator_7.JOBS[2]  # 4153518743: progress 0, 50, completed
 BLACKLISTED = creator_7.JOBS[0]  # 4153518780: progress 0, failed
-# Fields RQ writes that a batched job leaves out (job_events.job_template says why): the
+# Fields RQ writes that a batched job leaves out (fast_enqueue.job_template says why): the
 # empty ones, and these at RQ's default value.
 LEFT_OUT = {"success_callback_timeout", "failure_callback_timeout"}
 # Fields that differ between any two jobs made at different times, and JSON the batched
@@ -45,7 +46,7 @@ SAME_JSON = {b"data", b"meta"}
 
 @pytest.fixture
 def connection(redis_url):
-    client = jobs.rq_connection(redis_url, socket_timeout=job_events.LISTEN_SOCKET_TIMEOUT)
+    client = jobs.rq_connection(redis_url, socket_timeout=job_batch.LISTEN_SOCKET_TIMEOUT)
     yield client
     client.close()
 
@@ -213,7 +214,7 @@ def test_ids_are_consecutive_and_never_reused_by_two_concurrent_creators(redis_u
         batch = JobBatch(queue)
         taken[name] = []
         start.wait()
-        for items in job_events.in_batches([SENT] * per_creator, batch_size):
+        for items in job_batch.in_batches([SENT] * per_creator, batch_size):
             taken[name].append(batch.add_many(notifications.push_tracked_notification,
                                               [(item,) for item in items]))
         client.close()
@@ -248,14 +249,14 @@ def test_reserve_job_ids_continues_the_shared_counter(fake_server):
 
 
 def test_in_batches_reads_lazily_and_keeps_the_order():
-    assert list(job_events.in_batches(iter(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert list(job_events.in_batches([], 3)) == []
+    assert list(job_batch.in_batches(iter(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(job_batch.in_batches([], 3)) == []
 
 
 def test_created_lines_come_in_id_order_one_write_per_batch(fake_server, monkeypatch):
     connection = fakeredis.FakeRedis(server=fake_server)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
-    size = job_events.ENQUEUE_BATCH
+    size = fast_enqueue.ENQUEUE_BATCH
     writes: list[str] = []
     monkeypatch.setattr(notifications.console, "log", writes.append)
     with JobBatch(queue) as batch:
@@ -266,7 +267,7 @@ def test_created_lines_come_in_id_order_one_write_per_batch(fake_server, monkeyp
 
 
 def test_a_reply_stream_key_is_short_and_random():
-    streams = {job_events.new_reply_stream() for _ in range(100)}
+    streams = {job_batch.new_reply_stream() for _ in range(100)}
     assert len(streams) == 100
     assert {len(stream) for stream in streams} == {len(JOB_EVENTS_PREFIX) + 8}
 
@@ -276,7 +277,7 @@ def test_a_reply_stream_key_is_short_and_random():
 ENDLESS_CREATOR = f"""
 import itertools, common
 from queuing import jobs, notifications
-from queuing.job_events import JobBatch
+from queuing.job_batch import JobBatch
 def main():
     queue = jobs.json_queue({PUSH_NOTIFICATION_QUEUE_2!r}, jobs.rq_connection())
     with JobBatch(queue) as batch:
@@ -289,7 +290,7 @@ common.run(main)
 def test_ctrl_c_mid_enqueue_leaves_no_half_written_job(redis_url, connection):
     creator = Script("endless creator", redis_url, argv=[sys.executable, "-c", ENDLESS_CREATOR])
     try:
-        creator.wait_for(f"Notification job created: {job_events.ENQUEUE_BATCH * 3}")
+        creator.wait_for(f"Notification job created: {fast_enqueue.ENQUEUE_BATCH * 3}")
         assert creator.interrupt() == 130
         assert "Traceback" not in creator.stderr
     finally:
@@ -297,7 +298,7 @@ def test_ctrl_c_mid_enqueue_leaves_no_half_written_job(redis_url, connection):
     queued = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection).job_ids
     hashes = sorted(key.decode().removeprefix("rq:job:") for key in connection.keys("rq:job:*"))
     assert sorted(queued) == hashes  # no hash without its queue entry, nor the reverse
-    assert len(queued) % job_events.ENQUEUE_BATCH == 0  # whole batches only
+    assert len(queued) % fast_enqueue.ENQUEUE_BATCH == 0  # whole batches only
     assert [int(job_id) for job_id in queued] == list(range(1, len(queued) + 1))
     printed = [line for line in creator.lines if line.startswith("Notification job created")]
     assert len(printed) <= len(queued)

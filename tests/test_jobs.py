@@ -11,14 +11,15 @@ from rq import Callback, SimpleWorker
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 
-from queuing import job_events, jobs, notifications, workers
+from queuing import job_batch, job_events, jobs, notifications, workers
 from queuing.constants import (
     JOB_EVENTS_PREFIX,
     JOB_EVENTS_TTL_SECONDS,
     PUSH_NOTIFICATION_QUEUE,
     PUSH_NOTIFICATION_QUEUE_2,
 )
-from queuing.job_events import JobBatch, JobEvent
+from queuing.job_batch import JobBatch
+from queuing.job_events import JobEvent
 from tests.scripts import load_script
 
 creator_6 = load_script("6_job_creator")
@@ -193,7 +194,7 @@ def test_events_expire_and_the_stream_goes_when_the_creator_is_done(connection):
 
 
 def test_follow_reads_only_its_jobs_in_order_and_stops_when_all_ended(connection):
-    stream = job_events.new_reply_stream()
+    stream = job_batch.new_reply_stream()
     sent = [
         JobEvent("1", "progress", progress=0),
         JobEvent("9", "completed"),  # not one of ours
@@ -205,7 +206,7 @@ def test_follow_reads_only_its_jobs_in_order_and_stops_when_all_ended(connection
     ]
     for event in sent:
         job_events.publish(connection, stream, event)
-    assert list(job_events.follow(connection, stream, ["1", "2"], block_ms=1)) == [
+    assert list(job_batch.follow(connection, stream, ["1", "2"], block_ms=1)) == [
         sent[0], sent[2], sent[3], sent[5]]
 
 

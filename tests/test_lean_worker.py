@@ -24,7 +24,7 @@ from rq.exceptions import StopRequested
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from queuing import job_events, jobs, notifications
+from queuing import job_batch, jobs, notifications
 from queuing.lean_worker import LeanWorker
 from queuing.recovery import RecoveringWorker
 
@@ -82,7 +82,7 @@ def snapshot_redis() -> None:
 
 def _run(connection, worker_class) -> dict[bytes, Any]:
     queue = jobs.json_queue(QUEUE, connection)
-    with job_events.JobBatch(queue, stream=STREAM) as batch:
+    with job_batch.JobBatch(queue, stream=STREAM) as batch:
         for number, phone in enumerate(["4153518743", "4153518780", 7], start=1):
             batch.add(notifications.push_tracked_notification,
                       {"phoneNumber": phone, "message": "hi"}, job_id=str(number))
@@ -130,7 +130,7 @@ def test_lean_worker_takes_one_round_trip_per_job(connection):
     """While jobs wait, each end script also starts the next job: one round trip per job,
     plus the first start (bench/README.md)."""
     queue = jobs.json_queue(QUEUE, connection)
-    with job_events.JobBatch(queue, stream=STREAM) as batch:
+    with job_batch.JobBatch(queue, stream=STREAM) as batch:
         for number in range(1, 21):
             batch.add(notifications.push_tracked_notification,
                       {"phoneNumber": "4153518743", "message": "hi"}, job_id=str(number))

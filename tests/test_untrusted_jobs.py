@@ -12,8 +12,8 @@ from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queuing import job_events, untrusted_jobs
-from queuing.job_events import JobBatch
+from queuing import job_batch, job_events, untrusted_jobs
+from queuing.job_batch import JobBatch
 from queuing.untrusted_jobs import AllowedJob, DataOnlyPickle, SkipsUnreadableJobs
 
 
@@ -194,7 +194,7 @@ def test_rqs_maintenance_meeting_an_unreadable_job_fails_it_once_and_goes_on(con
 def test_a_job_queued_under_a_former_module_name_still_runs_with_its_callbacks(connection):
     """Jobs queued before the library moved into the queuing package name
     ``notifications.push_tracked_notification`` and ``job_events.job_completed``."""
-    reply_to = job_events.new_reply_stream()
+    reply_to = job_batch.new_reply_stream()
     job, error = run_one(connection, f="notifications.push_tracked_notification",
                          args=({"phoneNumber": "4153518743", "message": "hi"},),
                          meta={job_events.REPLY_TO: reply_to},
