@@ -80,3 +80,19 @@ def timezone(env: Mapping[str, str] = os.environ) -> tzinfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"REMINDER_TIMEZONE is not a known time zone: {name!r}") from None
+
+
+LEAN_WORKER_ENV = "LEAN_WORKER"
+_ON = {"1", "on", "true", "yes"}
+_OFF = {"0", "off", "false", "no"}
+
+
+def lean_worker(env: Mapping[str, str] = os.environ) -> bool:
+    """``LEAN_WORKER``: whether the processors use the lean worker (default on), which
+    writes RQ's bookkeeping in one Lua script per job; off, they use RQ's own code."""
+    raw = env.get(LEAN_WORKER_ENV, "").strip().lower()
+    if not raw or raw in _ON:
+        return True
+    if raw in _OFF:
+        return False
+    raise ConfigError(f"{LEAN_WORKER_ENV} must be on or off, not {raw!r}")

@@ -16,7 +16,7 @@ import redis
 
 from queuing import local_redis, untrusted_jobs
 from queuing.local_redis import RedisServer, RedisServerNotFound
-from tests.scripts import skip_unless_ci
+from tests.processes import skip_unless_ci
 
 # Job functions the tests enqueue besides the project's own; workers run no others
 # (untrusted_jobs.py). The tests' scripts inherit the setting through their environment.
@@ -105,3 +105,11 @@ def running() -> list:
     yield servers
     for server in servers:
         server.kill()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses a real redis-server (one of the fixtures above) is marked
+    ``redis_server``: ``pytest -m 'not redis_server'`` runs the fakeredis tests alone."""
+    for item in items:
+        if {"_session_redis_url", "redis_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis_server)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from queuing.local_redis import free_port
-from tests.scripts import Script
+from tests.processes import Script
 
 START_TIMEOUT = 20.0
 # The README's production command, less --workers, --host and --port. granian 2.8 does

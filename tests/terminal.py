@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.scripts import ROOT, script_env
+from tests.processes import ROOT, script_env
 
 CTRL_C = b"\x03"
 # Colours and other escape sequences RQ writes to a terminal.

@@ -17,7 +17,7 @@ from rq.serializers import DefaultSerializer
 
 from queuing import jobs, workers
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_3
-from tests.scripts import load_script
+from tests.processes import load_script
 
 job_8 = load_script("8_job")
 create_push_notifications_jobs = job_8.create_push_notifications_jobs

@@ -6,7 +6,7 @@ import time
 import fakeredis
 import pytest
 
-from tests.scripts import load_script
+from tests.processes import load_script
 
 redis_op = load_script("1_redis_op")
 redis_op_async = load_script("2_redis_op_async")

@@ -45,7 +45,7 @@ def test_restart_keeps_port_and_answers_again(redis_server):
 
 
 def test_a_missing_redis_server_skips_here_and_fails_in_ci(monkeypatch):
-    from tests.scripts import skip_unless_ci
+    from tests.processes import skip_unless_ci
 
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI needs this test to run"):

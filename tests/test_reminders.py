@@ -185,7 +185,7 @@ def test_the_scheduler_loop_queues_ticks_and_stops_on_its_flag(rq_redis):
     from rq.cron import CronScheduler
 
     from queuing.constants import REMINDERS_TICK_QUEUE
-    from tests.scripts import load_script
+    from tests.processes import load_script
 
     scheduler_script = load_script("104_scheduler")
     scheduler = CronScheduler(connection=rq_redis)

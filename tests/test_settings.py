@@ -1,84 +1,66 @@
-"""Unusable settings, against a real redis-server: one line on stderr naming the variable,
-exit status 2, and nothing that may hold a secret (the URL, its password) in the output."""
+"""Configuration: .env is read when present and never overrides the environment."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from queuing.local_redis import RedisServer, RedisServerNotFound
-from tests.scripts import ROOT, Script, run_script, script_env, skip_unless_ci
-
-SECRET = "s3cret-pw"
-
-# The scripts that connect first thing, as a learner starts them.
-SCRIPTS = ["1_redis_op", "2_redis_op_async", "5_subscriber", "7_job_creator",
-           "7_job_processor"]
+from queuing import settings, urls
+from queuing.local_redis import free_port
+from tests.processes import ROOT, Script
 
 
-@pytest.fixture(scope="module")
-def password_server():
-    """A throwaway redis-server with a password, as a hosted Redis has."""
+def test_env_file_fills_in_but_never_overrides(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("ISSUE6_FROM_FILE=file\nISSUE6_ALREADY_SET=file\n")
+    monkeypatch.delenv("ISSUE6_FROM_FILE", raising=False)
+    monkeypatch.setenv("ISSUE6_ALREADY_SET", "shell")
+    assert settings.load_env(env_file)
+    assert settings.os.environ["ISSUE6_FROM_FILE"] == "file"
+    assert settings.os.environ["ISSUE6_ALREADY_SET"] == "shell"
+    monkeypatch.delenv("ISSUE6_FROM_FILE")
+
+
+def test_no_env_file_is_fine(tmp_path):
+    assert not settings.load_env(tmp_path / "missing.env")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 60.0), ("", 60.0), ("2.5", 2.5)])
+def test_positive_number(raw, expected):
+    env = {} if raw is None else {"X_SECONDS": raw}
+    assert settings.positive_number("X_SECONDS", 60, env) == expected
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1"])
+def test_positive_number_refuses(raw):
+    with pytest.raises(settings.ConfigError, match="X_SECONDS"):
+        settings.positive_number("X_SECONDS", 60, {"X_SECONDS": raw})
+
+
+def test_env_example_lists_every_variable():
+    example = (ROOT / ".env.example").read_text()
+    for name in ("REDIS_URL", "RQ_VERBOSE", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                 "TWILIO_FROM_NUMBER", "TWILIO_API_BASE_URL", "REMINDER_TIMEZONE",
+                 "REMINDER_GRACE_SECONDS", "REMINDER_TICK_SECONDS", "UPTIME_INTERVAL_SECONDS",
+                 "HOST", "PORT"):
+        assert name in example, name
+
+
+def test_course_scripts_read_redis_url_from_env_file(tmp_path):
+    # A port nobody listens on: the script must try it, not its default localhost:6379.
+    port = free_port()
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"REDIS_URL=redis://127.0.0.1:{port}\n")
+    script = Script("0_redis_client", None, ENV_FILE=str(env_file))
     try:
-        server = RedisServer(password=SECRET).start()
-    except (RedisServerNotFound, RuntimeError) as error:
-        skip_unless_ci(str(error))
-    yield server
-    server.close()
-
-
-def assert_one_line_exit_2(result: subprocess.CompletedProcess, says: str, port: int) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    assert result.stderr.startswith(says), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    for secret in (SECRET, str(port), "redis://"):
-        assert secret not in result.stderr
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_a_database_the_server_does_not_have(script, password_server):
-    url = f"redis://:{SECRET}@127.0.0.1:{password_server.port}/99"
-    result = run_script(script, url)
-    assert_one_line_exit_2(result, "REDIS_URL names a database the Redis server does not have",
-                           password_server.port)
-
-
-@pytest.mark.parametrize(("query", "says"), [
-    ("/notadb", "REDIS_URL is not a usable Redis URL: the database"),
-    ("?client_name=a%20b", "REDIS_URL is not a usable Redis URL: client_name"),
-    ("?ssl_cert_reqs=bogus", "REDIS_URL is not a usable Redis URL: ssl_cert_reqs"),
-    ("?db=1&socket_timeout=soon", "REDIS_URL is not a usable Redis URL: socket_timeout"),
-])
-@pytest.mark.parametrize("script", ["1_redis_op", "7_job_processor"])
-def test_unusable_url_options(script, query, says, password_server):
-    url = f"redis://:{SECRET}@127.0.0.1:{password_server.port}{query}"
-    if "ssl_" in query:
-        url = url.replace("redis://", "rediss://")
-    assert_one_line_exit_2(run_script(script, url), says, password_server.port)
-
-
-def test_an_empty_redis_url_is_refused_before_any_connection():
-    # The main returns 99 if the client was made: it never sends a command either way.
-    code = "import common; common.run(lambda: (common.connect(), 99)[1])"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=script_env("  "),
-                            capture_output=True, text=True, timeout=30)
-    assert (result.returncode, result.stdout, result.stderr) == (
-        2, "", "REDIS_URL is empty: unset it to use the default redis://localhost:6379, "
-               "or set it to a Redis URL\n")
-
-
-def test_a_wrong_password_is_waited_out_by_a_processor(password_server):
-    # The password may be fixed on the server's side: the processor keeps trying.
-    script = Script("7_job_processor", f"redis://:wrong@127.0.0.1:{password_server.port}")
-    try:
-        for _ in range(2):
-            line = script.read_line(timeout=30)
-            assert line.startswith("Redis client not connected to the server: "), line
-            assert "wrong" not in line and SECRET not in line
-        assert script.interrupt() != 2  # Ctrl-C's own status: not a bad setting
-        assert "Traceback" not in script.stderr
+        line = script.read_line()
+        assert line.startswith("Redis client not connected to the server:")
+        assert f":{port}" in line
     finally:
         script.kill()
+
+
+def test_env_example_redis_url_is_usable():
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    url = next(line.partition("=")[2] for line in lines if line.startswith("REDIS_URL="))
+    assert url == settings.DEFAULT_REDIS_URL
+    urls.check_redis_url(url)

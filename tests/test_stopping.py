@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.scripts import ROOT
+from tests.processes import ROOT
 
 HELD_WHILE_FORKING = """
 import multiprocessing, os, signal, time

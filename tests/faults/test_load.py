@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from queuing.constants import SEAT_JOBS_KEY
+from tests.scripts.test_servers import BLOCKED, sell_out, start
 from tests.servers import Server, hammer
-from tests.test_servers_real import BLOCKED, sell_out, start
 
 BURST = 10_000
 WARM_UP = 2_000  # sells out the 50 seats; memory is measured after it, then at the end

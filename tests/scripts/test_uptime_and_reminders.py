@@ -21,7 +21,7 @@ import redis
 
 from queuing.local_redis import free_port
 from tests.local_http import Site, StubTwilio
-from tests.scripts import ROOT, Script, run_script, script_env
+from tests.processes import ROOT, Script, run_script, script_env
 
 pytestmark = pytest.mark.redis_server
 

@@ -16,7 +16,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from queuing import jobs, notifications
 from queuing.constants import JOB_EVENTS_PREFIX, PUSH_NOTIFICATION_QUEUE, PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
-from tests.scripts import Script, load_script, run_script, wait_until
+from tests.processes import Script, load_script, run_script, wait_until
 
 creator_7 = load_script("7_job_creator")
 

@@ -29,7 +29,7 @@ from queuing.constants import JOB_EVENTS_PREFIX, JOB_ID_KEY, PUSH_NOTIFICATION_Q
 from queuing.job_batch import JobBatch
 from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent
 from queuing.local_redis import SERVER_SETTINGS
-from tests.scripts import ROOT, Script, load_script, script_env
+from tests.processes import ROOT, Script, load_script, script_env
 
 creator_7 = load_script("7_job_creator")
 

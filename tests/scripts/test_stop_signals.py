@@ -28,7 +28,7 @@ from queuing.constants import (
     REMINDERS_TICK_QUEUE,
     SMS_QUEUE,
 )
-from tests.scripts import wait_until
+from tests.processes import wait_until
 from tests.terminal import Terminal
 
 pytestmark = pytest.mark.redis_server

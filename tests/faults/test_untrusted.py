@@ -12,7 +12,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from queuing import job_events, jobs
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import JobBatch
-from tests.test_jobs_real import start_processor, wait_until
+from tests.scripts.test_jobs import start_processor, wait_until
 
 pytestmark = pytest.mark.redis_server
 

@@ -21,9 +21,9 @@ from queuing.connection import CONNECTED
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.local_redis import RedisServer, RedisServerNotFound
 from tests import fault_jobs
-from tests.scripts import Script, process_alive, run_script, skip_unless_ci
+from tests.processes import Script, process_alive, run_script, skip_unless_ci
+from tests.scripts.test_jobs import assert_course_7_output, wait_until
 from tests.servers import Server
-from tests.test_jobs_real import assert_course_7_output, wait_until
 
 NOT_CONNECTED = "Redis client not connected to the server: "
 GOOD = {"phoneNumber": "4153518743", "message": "This is the code 4321 to verify your account"}

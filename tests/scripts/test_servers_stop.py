@@ -15,7 +15,7 @@ import redis
 from rq import Worker
 
 from queuing.local_redis import free_port
-from tests.scripts import wait_until
+from tests.processes import wait_until
 from tests.servers import GRANIAN_OPTIONS
 from tests.terminal import Terminal
 

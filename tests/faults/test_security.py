@@ -19,9 +19,9 @@ from rq.registry import FailedJobRegistry
 from queuing import jobs
 from queuing.constants import PUSH_NOTIFICATION_QUEUE
 from queuing.local_redis import RedisServer, RedisServerNotFound, TlsFiles
-from tests.scripts import Script, run_script, skip_unless_ci
+from tests.processes import Script, run_script, skip_unless_ci
+from tests.scripts.test_jobs import start_processor, wait_until
 from tests.servers import Server
-from tests.test_jobs_real import start_processor, wait_until
 
 PASSWORD = "s3cret-Pa55word"
 SEND_6 = ("Sending notification to 4153518780, "

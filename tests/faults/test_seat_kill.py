@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 
 from queuing import jobs
 from queuing.constants import AVAILABLE_SEATS_KEY, RESERVE_SEAT_QUEUE, SEAT_JOBS_KEY
-from tests.scripts import wait_until
+from tests.processes import wait_until
 from tests.servers import Server, http_get
 
 pytestmark = pytest.mark.redis_server

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from queuing.local_redis import RedisServerNotFound, find_redis_server
-from tests.scripts import ROOT, script_env, skip_unless_ci
+from tests.processes import ROOT, script_env, skip_unless_ci
 
 
 def test_tour_runs_every_task_against_a_throwaway_server():

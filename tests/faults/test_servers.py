@@ -22,7 +22,7 @@ from queuing import jobs, stock, web
 from queuing.constants import RESERVE_SEAT_QUEUE
 from tests.servers import Server, http_get, wait_for_lines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIRMED = b'{"status":"Reservation confirmed","itemId":2}'
 TOO_LATE = b'{"status":"Service Unavailable","reason":"Redis did not answer in time"}'
 STOCK_GONE = (b'{"status":"Service Unavailable",'

@@ -27,8 +27,8 @@ from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.job_events import COMPLETED, FAILED
 from queuing.notifications import BLACKLISTED_NUMBERS, push_tracked_notification
 from tests import fault_jobs
-from tests.scripts import Script, process_alive
-from tests.test_jobs_real import start_processor, wait_until
+from tests.processes import Script, process_alive
+from tests.scripts.test_jobs import start_processor, wait_until
 
 BATCH = 1_000
 HELD = (450, 451)  # these jobs wait for the gate: each worker is in the middle of one

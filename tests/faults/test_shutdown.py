@@ -14,8 +14,8 @@ from queuing import jobs
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.job_events import FAILED
-from tests.test_faults_crash import kill_processor
-from tests.test_jobs_real import start_processor, wait_until
+from tests.faults.test_crash import kill_processor
+from tests.scripts.test_jobs import start_processor, wait_until
 
 COLD = "its worker was stopped while running it (cold shutdown)"
 LONG_JOB_SECONDS = 120  # far longer than any failure timeout below

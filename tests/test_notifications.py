@@ -20,7 +20,7 @@ from queuing.constants import (
 )
 from queuing.job_batch import JobBatch
 from queuing.job_events import JobEvent
-from tests.scripts import load_script
+from tests.processes import load_script
 
 creator_6 = load_script("6_job_creator")
 processor_6 = load_script("6_job_processor")

@@ -4,7 +4,7 @@ import pytest
 import redis
 
 from queuing.local_redis import RedisServer, find_redis_server, free_port
-from tests.scripts import ROOT, Script, run_script, skip_unless_ci
+from tests.processes import ROOT, Script, run_script, skip_unless_ci
 
 CONNECTED = "Redis client connected to the server"
 SCHOOLS_DICT = ("{'Portland': '50', 'Seattle': '80', 'New York': '20', "

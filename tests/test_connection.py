@@ -20,7 +20,7 @@ from queuing.connection import (
     wait_until_connected,
     wait_until_connected_async,
 )
-from tests.scripts import ROOT
+from tests.processes import ROOT
 
 
 def test_redis_print_shows_the_server_reply(capsys):

@@ -11,8 +11,7 @@ from queuing import jobs
 from queuing.constants import PUSH_NOTIFICATION_QUEUE, SMS_QUEUE
 from queuing.local_redis import free_port
 from tests.local_http import StubTwilio
-from tests.scripts import Script, run_script
-from tests.test_stop_signals import wait_until
+from tests.processes import Script, run_script, wait_until
 
 pytestmark = pytest.mark.redis_server
 

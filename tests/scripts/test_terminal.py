@@ -22,7 +22,7 @@ from queuing.constants import (
     PUSH_NOTIFICATION_QUEUE_2,
     PUSH_NOTIFICATION_QUEUE_3,
 )
-from tests.scripts import load_script
+from tests.processes import load_script
 from tests.terminal import Terminal
 
 pytestmark = pytest.mark.redis_server
