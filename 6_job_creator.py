@@ -3,6 +3,9 @@ whether it completed or failed.
 
 Run 6_job_processor.py in terminal 2, before or after this script: the job waits in Redis
 and so do its events. Each run gets a new job id, one more than the last.
+
+The job is enqueued with RQ's own ``Queue.enqueue``; the batch only adds where the job's
+events go (its reply stream) and reads them back.
 """
 
 import common
@@ -21,7 +24,12 @@ def main() -> None:
     common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection)
     with JobBatch(queue) as batch:
-        notifications.create_notification_jobs(batch, [JOB_DATA], notifications.push_notification)
+        # batch.reporting(): the job's meta names the batch's stream, and RQ callbacks
+        # write the job's completed or failed event there (queuing/job_events.py).
+        job = queue.enqueue(notifications.push_notification, JOB_DATA,
+                            job_id=jobs.next_job_id(connection), **batch.reporting())
+        batch.listen_for(job.id)
+        common.log(notifications.created_line(job.id))
         notifications.print_events(batch, notifications.outcome_line)
 
 

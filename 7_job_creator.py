@@ -2,6 +2,11 @@
 then print each job's progress, completion or failure as it happens; exit when all ended.
 
 Run 7_job_processor.py in terminal 2, before or after this script.
+
+Unlike tasks 6 and 10, which call RQ's ``Queue.enqueue`` once per job (three round trips
+each), this creator takes the batched path (queuing/fast_enqueue.py): up to 500 jobs in one
+transaction, the same job hashes RQ writes. Eleven jobs do not need it; the benchmarks,
+which create thousands with this script's code, do (bench/README.md).
 """
 
 from functools import partial

@@ -40,8 +40,13 @@ def create_push_notifications_jobs(jobs_data: Any, queue: Queue) -> JobBatch:
     require_json_queue(queue)
     batch = JobBatch(queue)
     try:
-        notifications.create_notification_jobs(
-            batch, jobs_data, notifications.push_tracked_notification)
+        for data in jobs_data:
+            # RQ's own Queue.enqueue, as in task 6; batch.reporting() sends the job's
+            # events to the batch's stream.
+            job = queue.enqueue(notifications.push_tracked_notification, data,
+                                job_id=jobs.next_job_id(queue.connection), **batch.reporting())
+            batch.listen_for(job.id)
+            common.log(notifications.created_line(job.id))
     except BaseException:
         batch.close()
         raise

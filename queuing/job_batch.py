@@ -57,13 +57,18 @@ def new_reply_stream() -> str:
     return f"{JOB_EVENTS_PREFIX}{secrets.token_urlsafe(6)}"
 
 
+def reporting_options(reply_to: str) -> dict[str, Any]:
+    """The options of RQ's ``Queue.enqueue`` that make a job report its events to the
+    stream ``reply_to``: the stream's name in the job's meta (progress events read it), and
+    the callbacks that write the job's completed or failed event there."""
+    return {"meta": {REPLY_TO: reply_to}, "on_success": Callback(job_completed),
+            "on_failure": Callback(job_failed)}
+
+
 def enqueue_reporting(queue: Queue, func: Callable | str, *args: Any, job_id: str,
                       reply_to: str, **options: Any) -> Job:
     """Enqueue ``func(*args)`` as job ``job_id`` whose events go to ``reply_to``."""
-    return queue.enqueue(
-        func, *args, job_id=job_id, meta={REPLY_TO: reply_to},
-        on_success=Callback(job_completed), on_failure=Callback(job_failed), **options,
-    )
+    return queue.enqueue(func, *args, job_id=job_id, **reporting_options(reply_to), **options)
 
 
 def in_batches(items: Iterable[Any], size: int = ENQUEUE_BATCH) -> Iterator[list[Any]]:
@@ -142,6 +147,15 @@ class JobBatch:
         self.stream = stream or new_reply_stream()
         self.job_ids: list[str] = []
         self._templates: dict[Callable | str, JobTemplate] = {}
+
+    def reporting(self) -> dict[str, Any]:
+        """The options that make a job of ``Queue.enqueue`` report to this batch's stream
+        (:func:`reporting_options`); then :meth:`listen_for` the job."""
+        return reporting_options(self.stream)
+
+    def listen_for(self, job_id: str) -> None:
+        """Hear the events of job ``job_id`` too: :meth:`events` ends once it has ended."""
+        self.job_ids.append(job_id)
 
     def add(self, func: Callable | str, *args: Any, job_id: str, **options: Any) -> Job:
         """One job with an id of the caller's and any of RQ's options, by ``Queue.enqueue``."""
