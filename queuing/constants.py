@@ -43,7 +43,7 @@ JOB_EVENTS_PREFIX = "queuing:job_events:"
 # An abandoned reply stream (its creator was stopped) goes away this long after its last event.
 JOB_EVENTS_TTL_SECONDS = 24 * 60 * 60
 
-# Issue 6: SMS senders, uptime checks, reminders (scripts 101-105).
+# SMS senders, uptime checks, reminders (scripts 101-105).
 SMS_QUEUE = "sms"  # JSON jobs senders.send_sms(phone_number, message)
 REMINDERS_TICK_QUEUE = "reminders_tick"  # RQ cron's tick (RQ cron jobs carry no data)
 UPTIME_CHECK_ID_KEY = "uptime:check_id"

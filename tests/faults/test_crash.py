@@ -1,4 +1,4 @@
-"""Issue 7, worker crashes: a processor SIGKILLed in the middle of a batch loses no job,
+"""Worker crashes: a processor SIGKILLed in the middle of a batch loses no job,
 and a job run twice takes one seat (recovery.py, seats.py)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 7, bad input, fuzzed with hypothesis: every HTTP answer of both servers is JSON
+"""Bad input, fuzzed with hypothesis: every HTTP answer of both servers is JSON
 with a 2xx, 4xx or 503 status, whatever the path, method and headers; any job payload
 fails its job with a one-line reason, and the worker goes on. Each test prints how many
 inputs it tried (``pytest -rP``)."""

@@ -1,4 +1,4 @@
-"""Issue 7, load: the seat servers under a burst of 10,000 requests over several processes
+"""Load: the seat servers under a burst of 10,000 requests over several processes
 sell exactly 50 seats, report every other job failed, and keep their memory flat."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 7, Redis restart: Redis (AOF on) stopped and started again while a creator, two
+"""Redis restart: Redis (AOF on) stopped and started again while a creator, two
 processors and both servers run. They print the course's not-connected line, retry and
 carry on; the servers answer JSON 503 meanwhile and recover by themselves; no queued job
 is lost. And again while a processor is busy with a stream of jobs: none is left

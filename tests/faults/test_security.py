@@ -1,4 +1,4 @@
-"""Issue 7, untrusted data: job payloads are JSON only (a planted pickle runs nothing), and
+"""Untrusted data: job payloads are JSON only (a planted pickle runs nothing), and
 REDIS_URL carries a password and TLS (rediss://) to every script and server, while the
 password never shows in their output."""
 

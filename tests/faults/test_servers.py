@@ -1,4 +1,4 @@
-"""Issue 12, the servers against an adversary: a stalled Redis, Redis losing its data,
+"""The servers against an adversary: a stalled Redis, Redis losing its data,
 a burst of concurrent requests, HEAD requests, malformed HTTP, hostile seat jobs, a
 restart after a kill. Every test uses redis-servers of its own (loopback only)."""
 

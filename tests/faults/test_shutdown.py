@@ -1,4 +1,4 @@
-"""Issue 7, graceful shutdown: a stop signal lets running jobs end within a bounded
+"""Graceful shutdown: a stop signal lets running jobs end within a bounded
 wait, deregisters the workers and exits 0; a second signal stops at once (workers.py)."""
 
 from __future__ import annotations

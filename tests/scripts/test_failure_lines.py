@@ -1,4 +1,4 @@
-"""Issue 11, item 4: a failed job prints one line with its reason on the worker's screen
+"""A failed job prints one line with its reason on the worker's screen
 (stderr), except the course's expected outcome (a blacklisted number); a wrong or partial
 Twilio setting stops 105_worker.py at start (exit 2); a worker that quits on an error
 exits non-zero."""

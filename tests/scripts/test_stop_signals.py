@@ -1,4 +1,4 @@
-"""Issue 11, item 3: every long-running script stops within seconds of the first Ctrl-C
+"""Every long-running script stops within seconds of the first Ctrl-C
 (typed in a terminal) or SIGTERM, exit 0, without a traceback, whenever it comes: during
 the imports, while it connects and registers, idle, or while a job runs (stopping.py).
 
