@@ -3,6 +3,7 @@ any folder: what ``pip install .`` gives a service that lifts it out of this pro
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,16 @@ print("ok")
 
 
 def test_pip_install_gives_every_module_and_lua_script_outside_the_project(tmp_path):
+    # A clean copy: a build/ folder left by an earlier build would hide a missing file.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "queuing", source / "queuing",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--disable-pip-version-check",
-                    "--target", str(target), str(ROOT)],
+                    "--target", str(target), str(source)],
                    check=True, capture_output=True, timeout=240)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
