@@ -12,7 +12,9 @@ Phases, each against the same Redis (REDIS_URL, else a throwaway redis-server):
    the server's ``hash_max_listpack_value`` (reported). The jobs are then emptied.
 2. end to end: ``7_job_processor.py`` runs as its own process (two workers); the clock
    starts at the first create and stops when the creator has seen the last final event.
-   The creator formats every line (7_job_creator.event_line) into ``--out``.
+   The creator formats every line as 7_job_creator.py does (its ``event_line``) into
+   ``--out``; its 11 records (``JOBS``) are read from the script's source: this process
+   imports the ``queuing`` package, never a numbered script.
    Every event, RQ registry and job status is checked afterwards.
 3. plain RQ: two ``rq worker -w rq.worker.SimpleWorker -S json`` processes, the same
    function and data, plain ``enqueue`` (no ids, no meta, no callbacks, so no events).
@@ -25,8 +27,8 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
-import importlib
 import itertools
 import json
 import os
@@ -37,25 +39,24 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
-
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path(__file__).resolve().parent
-sys.path[0] = str(ROOT)  # not bench/: its http.py would shadow the standard library's
 
 import redis
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from bench import roundtrips
+import roundtrips
 from queuing import console, jobs, notifications
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent
 from queuing.local_redis import configured_or_throwaway
 
-creator = importlib.import_module("7_job_creator")
+ROOT = Path(__file__).resolve().parent.parent  # the numbered scripts run from here
+BENCH = Path(__file__).resolve().parent
+CREATOR_SCRIPT = ROOT / "7_job_creator.py"
 
 QUEUE = PUSH_NOTIFICATION_QUEUE_2
 READY_TIMEOUT = 30.0
@@ -67,9 +68,23 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def script_constant(script: Path, name: str) -> Any:
+    """A literal assigned at the top level of a script, read from its source (not run)."""
+    for node in ast.parse(script.read_text(), str(script)).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == name for target in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"no {name} = <literal> in {script}")
+
+
+# The course's 11 records, as 7_job_creator.py creates them; its lines, as it prints them.
+JOBS: list[dict[str, str]] = script_constant(CREATOR_SCRIPT, "JOBS")
+event_line = partial(notifications.lifecycle_line, id_prefix="#")  # 7_job_creator.event_line
+
+
 def job_data(count: int) -> Iterator[dict[str, str]]:
     """The course's 11 records, cycled: 2 of every 11 are blacklisted."""
-    return itertools.islice(itertools.cycle(creator.JOBS), count)
+    return itertools.islice(itertools.cycle(JOBS), count)
 
 
 def expected_failures(count: int) -> int:
@@ -193,7 +208,7 @@ def run_creator(queue: Queue, count: int, out: TextIO,
         enqueued = time.perf_counter()
         roundtrips.phase = "creator" if counting else None
         for event in batch.events():  # notifications.print_events, counting as it goes
-            console.log(creator.event_line(event))
+            console.log(event_line(event))
             events.append(event)
         ended = time.perf_counter()
         roundtrips.phase = None

@@ -23,9 +23,6 @@ from pathlib import Path
 
 from redis.connection import AbstractConnection
 
-if __name__ == "__main__":  # the project's root, not bench/ (whose http.py shadows http)
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 from queuing.constants import JOB_EVENTS_PREFIX
 
 _COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
@@ -101,7 +98,9 @@ def main(argv: list[str]) -> None:
     os._exit = exit_writing
     os.register_at_fork(after_in_child=lambda: (round_trips.clear(), commands.clear()))
     sys.argv = [script, *args]
-    sys.path[0] = str(Path(script).resolve().parent)  # not bench/ (its http.py)
+    # What ``python SCRIPT`` does: the script's folder first (a numbered script imports
+    # common.py beside it), instead of this file's.
+    sys.path[0] = str(Path(script).resolve().parent)
     try:
         runpy.run_path(script, run_name="__main__")
     finally:

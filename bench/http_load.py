@@ -1,6 +1,6 @@
 """The servers' benchmark of issue 5: the README's production command, driven by wrk.
 
-    .venv/bin/python bench/http.py
+    .venv/bin/python bench/http_load.py
 
 For each server (stock.py, seats.py) it starts
 ``granian --interface wsgi --factory --workers 2 --blocking-threads 2 --respawn-failed-workers
@@ -14,13 +14,6 @@ The last line printed is one JSON object: req/s, p50/p99 in ms, errors, the chec
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named http.py: its folder must not shadow the standard library's http.
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)
-
 import argparse
 import contextlib
 import json
@@ -29,10 +22,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -41,6 +37,8 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from queuing import jobs, stock
 from queuing.constants import AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY, RESERVE_SEAT_QUEUE
 from queuing.local_redis import configured_or_throwaway, free_port
+
+ROOT = Path(__file__).resolve().parent.parent  # granian starts here, as the README's command does
 
 WRK_MISSING = ("wrk not found: install Debian's package (sudo apt-get update && sudo apt-get "
                "install -y wrk; macOS: brew install wrk), then run this again")
