@@ -20,22 +20,19 @@ import time  # noqa: E402
 import redis  # noqa: E402
 
 import common  # noqa: E402
-from queuing import settings, uptime  # noqa: E402
+from queuing import connection, settings, uptime  # noqa: E402
 from queuing.constants import DEFAULT_UPTIME_INTERVAL_SECONDS  # noqa: E402
-
-INTERVAL_ENV = "UPTIME_INTERVAL_SECONDS"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the uptime checks in a loop.")
-    parser.add_argument("--interval", type=float, help=f"seconds between rounds "
-                        f"(default: {INTERVAL_ENV} or {DEFAULT_UPTIME_INTERVAL_SECONDS})")
+    parser.add_argument("--interval", type=float, help=f"seconds between rounds (default: "
+                        f"{settings.UPTIME_INTERVAL_ENV} or {DEFAULT_UPTIME_INTERVAL_SECONDS})")
     parser.add_argument("--once", action="store_true", help="run one round and exit")
     args = parser.parse_args(argv)
-    interval = args.interval or settings.positive_number(
-        INTERVAL_ENV, DEFAULT_UPTIME_INTERVAL_SECONDS)
+    interval = args.interval or settings.uptime_interval_seconds()
     client = common.connect()
-    rq_client = common.connect(decode_responses=False)
+    rq_client = connection.rq_client()
     common.wait_until_connected(client, sleep=stopping.sleep)
     if not args.once:
         common.log(f"Uptime worker started: a round every {interval:g}s")

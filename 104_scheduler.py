@@ -28,11 +28,10 @@ import threading  # noqa: E402
 from rq.cron import CronScheduler  # noqa: E402
 
 import common  # noqa: E402
-from queuing import reminders, settings, workers  # noqa: E402
+from queuing import connection, reminders, settings, workers  # noqa: E402
 from queuing.constants import REMINDERS_TICK_QUEUE  # noqa: E402
 
 EVERY_MINUTE = "* * * * *"
-TICK_ENV = "REMINDER_TICK_SECONDS"
 TICK_TIMEOUT_SECONDS = 60
 # A tick nobody ran within this long is dropped: the next one sends what is due.
 TICK_TTL_SECONDS = 120
@@ -56,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Queue the reminders' tick with RQ's cron.")
     parser.add_argument("--every", type=int, help="tick every N seconds, not every minute")
     args = parser.parse_args(argv)
-    every = args.every or int(settings.positive_number(TICK_ENV, 0)) or None  # None: cron
+    every = args.every or settings.reminder_tick_seconds()  # None: every minute (cron)
     settings.timezone()  # a bad REMINDER_TIMEZONE stops us here, not in every tick
-    connection = common.connect(decode_responses=False)  # RQ wants bytes
-    common.wait_until_connected(connection, sleep=stopping.sleep)
+    rq_client = connection.rq_client()
+    common.wait_until_connected(rq_client, sleep=stopping.sleep)
     workers.configure_logging()  # RQ's chatter only with RQ_VERBOSE=1, as the processors
-    scheduler = CronScheduler(connection=connection, logging_level=workers.logging_level())
+    scheduler = CronScheduler(connection=rq_client, logging_level=workers.logging_level())
     when = {"interval": every} if every else {"cron": EVERY_MINUTE}
     scheduler.register(reminders.tick, queue_name=REMINDERS_TICK_QUEUE,
                        job_timeout=TICK_TIMEOUT_SECONDS, ttl=TICK_TTL_SECONDS,

@@ -3,13 +3,18 @@
     python 105_worker.py           # the ``sms`` queue, JSON jobs senders.send_sms
     python 105_worker.py --tick    # the ``reminders_tick`` queue filled by 104_scheduler.py
 
-The SMS goes through the sender that the environment configures (``senders.py``): the
-console by default, Twilio with the TWILIO_* variables; a missing or malformed one stops
-the worker at once (exit 2). Each failed job prints one line, ``SMS job 12 failed: ...``.
-It is the processors' worker (workers.py): it stops as they do on Ctrl-C or SIGTERM.
-The tick queue has its own worker because RQ's cron writes its jobs with RQ's default
-serializer (pickle) and a worker reads every queue with one serializer; the tick job
-carries no data at all, and its worker unpickles plain data only (untrusted_jobs.py).
+It is the processors' worker (``workers.run_workers``: RQ's non-forking SimpleWorker with
+only the project's job functions, dead workers' jobs put back, one line per failed job),
+and it stops as they do on Ctrl-C or SIGTERM. The SMS goes through the sender that the
+environment configures (``senders.py``): the console by default, Twilio with the TWILIO_*
+variables; a missing or malformed one stops the worker at once (exit 2). Each failed job
+prints one line, ``SMS job 12 failed: ...``.
+
+Every queue is JSON but the tick's. RQ 3.0's cron cannot be given a serializer:
+``CronScheduler`` takes none, and ``CronJob.enqueue`` makes a plain
+``Queue(name, connection=...)``, which pickles. So the tick queue has its own worker (a
+worker reads every queue with one serializer), which unpickles plain data only
+(``untrusted_jobs.DataOnlyPickle``): the tick job carries no data at all.
 """
 
 from __future__ import annotations
@@ -36,15 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick", action="store_true", help="work the reminders' tick queue")
     parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     args = parser.parse_args(argv)
-    if not args.tick:
-        senders.check_settings()
-    connection = common.connect(decode_responses=False)  # RQ wants bytes
-    common.wait_until_connected(connection, sleep=stopping.sleep)
-    connection.close()
     if args.tick:  # RQ's cron writes pickled jobs: read them as plain data only
-        return workers.work(REMINDERS_TICK_QUEUE, serializer=DataOnlyPickle,
-                            job_label=TICK_JOB, burst=args.burst)
-    return workers.work(SMS_QUEUE, job_label=SMS_JOB, burst=args.burst)
+        return workers.run_workers(REMINDERS_TICK_QUEUE, serializer=DataOnlyPickle,
+                                   job_label=TICK_JOB, burst=args.burst)
+    senders.check_settings()
+    return workers.run_workers(SMS_QUEUE, job_label=SMS_JOB, burst=args.burst)
 
 
 if __name__ == "__main__":

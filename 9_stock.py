@@ -1,14 +1,12 @@
 """Task 12: the stock server on PORT (default 1245); the app itself lives in stock.py."""
 
-import os
-import signal
+from queuing import stopping
 
 # A Ctrl-C or SIGTERM while the modules below load stops the server at once, quietly and
-# with status 0, as a stop later does (web.serve). Nothing needs cleaning up yet, and an
-# exception raised inside the import machinery could be swallowed: leave at once.
-for _signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signum, lambda signum, frame: os._exit(0))
+# with status 0, as a stop later does (web.serve).
+stopping.exit_at_once()
 
+# isort: split
 import common  # noqa: E402
 from queuing import stock, web  # noqa: E402
 

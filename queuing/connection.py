@@ -1,5 +1,13 @@
 """The Redis clients, made from ``REDIS_URL``, and waiting for the server as node_redis does.
 
+One factory per kind of client, and nothing else in the project makes one:
+
+- :func:`connect`: the scripts' client, answering str;
+- :func:`connect_async`: the same for redis.asyncio;
+- :func:`rq_client`: bytes replies, as RQ needs (``decode_responses=True`` breaks RQ);
+- :func:`server_client`: the web servers' pooled client, which fails fast on a dead Redis;
+- :func:`seat_worker_client`: the seat server's RQ worker thread's.
+
 Nothing here connects at import time: a client is made when a script asks for one, and
 redis-py only opens a socket on the first command.
 """
@@ -13,6 +21,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from queuing import settings
 from queuing.console import log
@@ -27,6 +37,16 @@ FIRST_RETRY_DELAY = 0.2
 RETRY_FACTOR = 1.7
 MAX_RETRY_DELAY = 5.0
 
+# The servers' client: how long it waits for an answer; its connections, and how long a
+# request waits for one when all are in use: longer than a command can hold one (3 tries
+# of SERVER_SOCKET_TIMEOUT), so only a Redis that does not answer makes a request wait.
+SERVER_SOCKET_TIMEOUT = 5.0
+POOL_SIZE = 100
+POOL_WAIT_SECONDS = 20
+# The seat worker's: RQ raises a client's socket timeout below worker_ttl - 5 = 415 s to
+# that anyway.
+SEAT_WORKER_SOCKET_TIMEOUT = 420
+
 
 def connect(url: str | None = None, **options) -> redis.Redis:
     """A client for ``url`` (default: ``REDIS_URL``) that answers with str, not bytes."""
@@ -38,9 +58,56 @@ def connect_async(url: str | None = None, **options) -> redis.asyncio.Redis:
     return _from_url(redis.asyncio.Redis, url, options)
 
 
-def _from_url(client_class, url: str | None, options: dict):
+def rq_client(url: str | None = None, **options) -> redis.Redis:
+    """A client for RQ (default: ``REDIS_URL``): RQ needs bytes replies, not str."""
+    return connect(url, decode_responses=False, **options)
+
+
+def server_client(url: str | None = None, decode_responses: bool = True,
+                  socket_timeout: float = SERVER_SOCKET_TIMEOUT) -> redis.Redis:
+    """The web servers' client: it gives up on a dead Redis within a fraction of a second,
+    not 3 s, so a request gets its 503 at once (redis-py 8 retries 10 times by default).
+
+    Its pool waits for a free connection (up to POOL_WAIT_SECONDS) when all POOL_SIZE are
+    in use: redis-py's default pool raises at once then, a ConnectionError that would tell
+    a client "Redis is not reachable" while Redis is up (the threaded development server
+    has a thread per request, however many come)."""
+    url = _checked(url)
+    try:
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS,
+            decode_responses=decode_responses, socket_connect_timeout=2,
+            socket_timeout=socket_timeout, retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2))
+    except ValueError:
+        raise InvalidRedisURL(f"{REDIS_URL_ENV} is not a usable Redis URL") from None
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
+
+
+def seat_worker_client(url: str | None = None) -> redis.Redis:
+    """The seat server's worker thread's: bytes (RQ) with RQ's own socket timeout."""
+    return rq_client(url, socket_timeout=SEAT_WORKER_SOCKET_TIMEOUT, socket_connect_timeout=2)
+
+
+def socket_timeout(client: redis.Redis) -> float:
+    """The seconds ``client`` waits for an answer before it gives up (or retries)."""
+    return client.connection_pool.connection_kwargs.get("socket_timeout") or SERVER_SOCKET_TIMEOUT
+
+
+def text(value: str | bytes) -> str:
+    """A reply as str, whether the client decodes replies (str) or not (bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _checked(url: str | None) -> str:
     url = settings.redis_url() if url is None else url
     check_redis_url(url)
+    return url
+
+
+def _from_url(client_class, url: str | None, options: dict):
+    url = _checked(url)
     options.setdefault("decode_responses", True)
     try:
         return client_class.from_url(url, **options)

@@ -6,7 +6,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from queuing.connection import connect
+from queuing.connection import rq_client
 from queuing.constants import JOB_ID_KEY
 
 
@@ -37,6 +37,5 @@ def reserve_job_ids(connection: redis.Redis, count: int) -> list[str]:
     return [str(job_id) for job_id in range(last - count + 1, last + 1)]
 
 
-def rq_connection(url: str | None = None, **options) -> redis.Redis:
-    """A client for RQ (default: ``REDIS_URL``): RQ needs bytes replies, not str."""
-    return connect(url, decode_responses=False, **options)
+# The former name of connection.rq_client, which callers still use.
+rq_connection = rq_client

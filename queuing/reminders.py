@@ -12,7 +12,6 @@ late (a busy worker, a restarted scheduler) still sends it, once. Times are in
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -22,9 +21,8 @@ from datetime import timezone as dt_timezone
 import redis
 
 from queuing import console, senders, settings
-from queuing.connection import connect
+from queuing.connection import connect, rq_client
 from queuing.constants import (
-    DEFAULT_REMINDER_GRACE_SECONDS,
     DEFAULT_REMINDER_TIMES,
     REMINDER_ID_KEY,
     REMINDER_KEY,
@@ -33,7 +31,6 @@ from queuing.constants import (
     REMINDERS_KEY,
 )
 
-GRACE_ENV = "REMINDER_GRACE_SECONDS"
 MAX_MESSAGE_LENGTH = senders.MAX_MESSAGE_LENGTH
 
 
@@ -180,8 +177,7 @@ def send_due(connection: redis.Redis, rq_connection: redis.Redis, now: datetime,
 
 def grace() -> timedelta:
     """REMINDER_GRACE_SECONDS: how late a missed slot is still sent."""
-    return timedelta(seconds=settings.positive_number(GRACE_ENV, DEFAULT_REMINDER_GRACE_SECONDS,
-                                                    os.environ))
+    return timedelta(seconds=settings.reminder_grace_seconds())
 
 
 def tick() -> int:
@@ -189,7 +185,7 @@ def tick() -> int:
     settings.load_env()
     late = grace()
     connection = connect()
-    rq_connection = connect(decode_responses=False)
+    rq_connection = rq_client()
     try:
         sent = send_due(connection, rq_connection, datetime.now(dt_timezone.utc),
                         settings.timezone(), late)

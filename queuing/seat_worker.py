@@ -20,15 +20,13 @@ from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-from queuing import console, jobs
+from queuing import console
 from queuing.constants import RESERVE_SEAT_QUEUE
 from queuing.recovery import RecoveringWorker
 from queuing.untrusted_jobs import GuardedQueue
 
 RESTART_SECONDS = 1.0
 DEQUEUE_SLICE = 1  # seconds, RQ's smallest blocking wait
-# RQ raises a client's socket timeout below worker_ttl - 5 = 415 s to that anyway.
-DEQUEUE_SOCKET_TIMEOUT = 420
 STOP_TIMEOUT = 10.0  # a job of ours takes milliseconds; the wait is only a bound
 
 
@@ -65,12 +63,6 @@ class SeatWorker(RecoveringWorker):
             if result is not None:
                 return result
         raise StopRequested
-
-
-def worker_connection(url: str | None = None) -> redis.Redis:
-    """A bytes-mode client (RQ needs one) with RQ's own socket timeout for its workers."""
-    return jobs.rq_connection(url, socket_timeout=DEQUEUE_SOCKET_TIMEOUT,
-                              socket_connect_timeout=2)
 
 
 class Processor:

@@ -12,8 +12,7 @@ import redis
 from flask import Flask
 from rq import Callback, get_current_job
 
-from queuing import console, jobs, web
-from queuing.connection import check_server_accepts
+from queuing import connection, console, jobs, stopping, web
 from queuing.constants import (
     AVAILABLE_SEATS_KEY,
     RESERVATION_ENABLED_KEY,
@@ -22,7 +21,7 @@ from queuing.constants import (
     SEAT_SALE_KEY,
 )
 from queuing.seat_sale import Sale
-from queuing.seat_worker import Processor, worker_connection
+from queuing.seat_worker import Processor
 
 NOT_ENOUGH_SEATS = "Not enough seats available"
 SALE_ENDED = "its sale has ended: a new sale of 50 seats started since it was queued"
@@ -97,20 +96,22 @@ def take_seat(sale: str = "") -> int:
     return left
 
 
-def job_completed(job, connection, result) -> None:
-    """RQ runs a job's callbacks where the job ran: the server whose worker took it."""
+def seat_taken(job, client, result) -> None:
+    """The job's success callback. RQ runs a job's callbacks where the job ran: the
+    server whose worker took it."""
     console.log(f"Seat reservation job {job.id} completed")
 
 
-def job_failed(job, connection, exc_type, exc_value, traceback) -> None:
+def seat_refused(job, client, exc_type, exc_value, traceback) -> None:
+    """The job's failure callback: no seat left, the sale over, or any other failure."""
     console.log(f"Seat reservation job {job.id} failed: {exc_value}")
 
 
-def queue_reservation(connection: redis.Redis, sale: str = "") -> str:
+def queue_reservation(rq_client: redis.Redis, sale: str = "") -> str:
     """Queue one ``reserve_seat`` job of ``sale`` with a Kue-like id; the id."""
-    job = jobs.json_queue(RESERVE_SEAT_QUEUE, connection).enqueue(
-        take_seat, sale, job_id=jobs.next_job_id(connection),
-        on_success=Callback(job_completed), on_failure=Callback(job_failed))
+    job = jobs.json_queue(RESERVE_SEAT_QUEUE, rq_client).enqueue(
+        take_seat, sale, job_id=jobs.next_job_id(rq_client),
+        on_success=Callback(seat_taken), on_failure=Callback(seat_refused))
     return job.id
 
 
@@ -120,18 +121,18 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
     (seat_sale.py); tests pass fakeredis clients and may skip the lease."""
     app = web.new_app(__name__)
     if client is None:
-        client = web.web_client()
-        check_server_accepts(client)
+        client = connection.server_client()
+        connection.check_server_accepts(client)
     redis_client = client
     rq_connection = (rq_connection if rq_connection is not None
-                     else web.web_client(decode_responses=False))  # RQ wants bytes
-    processor = processor or Processor(worker_connection())
+                     else connection.server_client(decode_responses=False))  # RQ: bytes
+    processor = processor or Processor(connection.seat_worker_client())
     if join_sale:
         sale = Sale(redis_client)
         sale.join()
         app.extensions["seat_sale"] = sale
         # Under granian: give the lease back and deregister the worker on the stop signal.
-        web.on_stop_signal(sale.leave, processor.stop)
+        stopping.on_granian_stop(sale.leave, processor.stop)
 
     def available_seats_body() -> str:
         return web.dumps({"numberOfAvailableSeats": get_current_available_seats(redis_client)})
@@ -159,5 +160,6 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
         return web.json_response({"status": "Queue processing"})
 
     # The same body for the seat count, without Flask's per-request cost (web.HotReads).
-    app.wsgi_app = web.HotReads(app.wsgi_app, {"/available_seats": available_seats_body})
+    app.wsgi_app = web.HotReads(app.wsgi_app,
+                                {web.path_of(app, "available_seats"): available_seats_body})
     return app

@@ -13,7 +13,6 @@ the phone number and the message, and reads the credentials from its environment
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 from typing import Protocol
@@ -26,13 +25,12 @@ from queuing import console, settings
 from queuing.constants import SMS_QUEUE
 from queuing.jobs import json_queue
 
-ACCOUNT_SID_ENV = "TWILIO_ACCOUNT_SID"
-AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
-FROM_NUMBER_ENV = "TWILIO_FROM_NUMBER"
-# The seed's name for the sending number; used when TWILIO_FROM_NUMBER is not set.
-FROM_NUMBER_ALIAS_ENV = "TWILIO_REMINDER_NUMBER"
-# Only for trying things locally: send Twilio's API requests to this base URL (a stub).
-API_BASE_URL_ENV = "TWILIO_API_BASE_URL"
+# The variables are settings.py's; TWILIO_API_BASE_URL, only for trying things locally,
+# sends Twilio's API requests to a stub.
+ACCOUNT_SID_ENV = settings.ACCOUNT_SID_ENV
+AUTH_TOKEN_ENV = settings.AUTH_TOKEN_ENV
+FROM_NUMBER_ENV = settings.FROM_NUMBER_ENV
+API_BASE_URL_ENV = settings.API_BASE_URL_ENV
 
 CONSOLE_LINE = "Sending notification to {phone_number}, with message: {message}"
 
@@ -153,37 +151,36 @@ def twilio_http_client(base_url: str):
     return BaseUrlHttpClient()
 
 
-def sender_from_env(env: Mapping[str, str] = os.environ) -> Sender:
-    """A TwilioSender when the three Twilio variables are set, else a ConsoleSender."""
-    account_sid = env.get(ACCOUNT_SID_ENV, "").strip()
-    auth_token = env.get(AUTH_TOKEN_ENV, "").strip()
-    from_number = (env.get(FROM_NUMBER_ENV) or env.get(FROM_NUMBER_ALIAS_ENV) or "").strip()
-    given = {ACCOUNT_SID_ENV: account_sid, AUTH_TOKEN_ENV: auth_token,
-             FROM_NUMBER_ENV: from_number}
+def sender_from_env(env: Mapping[str, str] | None = None) -> Sender:
+    """A TwilioSender when the three Twilio variables are set (in ``env``, default the
+    environment), else a ConsoleSender."""
+    twilio = settings.twilio() if env is None else settings.twilio(env)
+    given = {ACCOUNT_SID_ENV: twilio.account_sid, AUTH_TOKEN_ENV: twilio.auth_token,
+             FROM_NUMBER_ENV: twilio.from_number}
     if not any(given.values()):
         return ConsoleSender()
     missing = [name for name, value in given.items() if not value]
     if missing:
         raise TwilioSettingError(f"Twilio is partly configured: set {', '.join(missing)} too")
-    if not ACCOUNT_SID.fullmatch(account_sid):
+    if not ACCOUNT_SID.fullmatch(twilio.account_sid):
         raise TwilioSettingError(f"{ACCOUNT_SID_ENV} is not an account SID "
                                  "(AC and 32 hexadecimal digits, from Twilio's console)")
-    if any(character.isspace() for character in auth_token):
+    if any(character.isspace() for character in twilio.auth_token):
         raise TwilioSettingError(f"{AUTH_TOKEN_ENV} holds spaces: paste the token alone")
     try:
-        e164(from_number)
+        e164(twilio.from_number)
     except NotificationError:
-        name = FROM_NUMBER_ENV if env.get(FROM_NUMBER_ENV) else FROM_NUMBER_ALIAS_ENV
-        raise TwilioSettingError(f"{name} is not a phone number: use E.164 (+14153518780) "
-                                 "or 10 US digits (4153518780)") from None
-    base_url = env.get(API_BASE_URL_ENV, "").strip()
+        raise TwilioSettingError(f"{twilio.from_number_name} is not a phone number: use E.164 "
+                                 "(+14153518780) or 10 US digits (4153518780)") from None
+    base_url = twilio.api_base_url
     if base_url and urlsplit(base_url).scheme not in ("http", "https"):
         raise TwilioSettingError(f"{API_BASE_URL_ENV} is not an http:// or https:// URL")
     http_client = twilio_http_client(base_url) if base_url else None
-    return TwilioSender(account_sid, auth_token, from_number, http_client=http_client)
+    return TwilioSender(twilio.account_sid, twilio.auth_token, twilio.from_number,
+                        http_client=http_client)
 
 
-def check_settings(env: Mapping[str, str] = os.environ) -> None:
+def check_settings(env: Mapping[str, str] | None = None) -> None:
     """TwilioSettingError now if the Twilio variables cannot work, not at the first SMS.
     A token of the right shape that Twilio refuses is only known when an SMS is sent."""
     sender_from_env(env)

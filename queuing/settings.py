@@ -1,10 +1,11 @@
 """Every setting, from the environment (12-factor), with an optional ``.env`` file.
 
 Each setting is an environment variable, read here and nowhere else: its name, default and
-check live together (``.env.example`` lists them all, and a test keeps the two in step).
-A ``.env`` file in the current folder is read when present, but never overrides a variable
-that is already set: what the shell or ``honcho`` exports wins. Nothing is read at import
-time; a script reads its settings when it starts.
+check live together, and :data:`DEFAULTS` names them all (``.env.example`` lists the same
+names with the same defaults, and a test keeps the two in step). A ``.env`` file in the
+current folder is read when present, but never overrides a variable that is already set:
+what the shell or ``honcho`` exports wins. Nothing is read at import time; a script reads
+its settings when it starts.
 """
 
 from __future__ import annotations
@@ -13,16 +14,51 @@ import os
 from collections.abc import Mapping
 from datetime import tzinfo
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
 
-from queuing.constants import DEFAULT_REDIS_URL
+from queuing.constants import (
+    DEFAULT_PORT,
+    DEFAULT_REDIS_URL,
+    DEFAULT_REMINDER_GRACE_SECONDS,
+    DEFAULT_UPTIME_INTERVAL_SECONDS,
+)
 
-REDIS_URL_ENV = "REDIS_URL"
-# The .env file scripts read at start (default: .env in the current folder; empty: none).
-ENV_FILE_ENV = "ENV_FILE"
+Env = Mapping[str, str]
+
+# Every setting's name and its default, as .env.example writes it ("": unset).
+DEFAULTS: dict[str, str] = {}
+
+
+def _setting(name: str, default: object = "") -> str:
+    DEFAULTS[name] = f"{default:g}" if isinstance(default, float) else str(default)
+    return name
+
+
+# The .env file scripts read at start (empty: none).
 DEFAULT_ENV_FILE = ".env"
+ENV_FILE_ENV = _setting("ENV_FILE", DEFAULT_ENV_FILE)
+REDIS_URL_ENV = _setting("REDIS_URL", DEFAULT_REDIS_URL)
+VERBOSE_ENV = _setting("RQ_VERBOSE", "0")
+LEAN_WORKER_ENV = _setting("LEAN_WORKER", "on")
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
+SHUTDOWN_GRACE_ENV = _setting("WORKER_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE_SECONDS)
+EXTRA_JOB_FUNCTIONS_ENV = _setting("EXTRA_JOB_FUNCTIONS")
+ACCOUNT_SID_ENV = _setting("TWILIO_ACCOUNT_SID")
+AUTH_TOKEN_ENV = _setting("TWILIO_AUTH_TOKEN")
+FROM_NUMBER_ENV = _setting("TWILIO_FROM_NUMBER")
+# The course's name for TWILIO_FROM_NUMBER, read when that one is not set.
+FROM_NUMBER_ALIAS_ENV = _setting("TWILIO_REMINDER_NUMBER")
+API_BASE_URL_ENV = _setting("TWILIO_API_BASE_URL")
+TIMEZONE_ENV = _setting("REMINDER_TIMEZONE")
+GRACE_ENV = _setting("REMINDER_GRACE_SECONDS", DEFAULT_REMINDER_GRACE_SECONDS)
+TICK_ENV = _setting("REMINDER_TICK_SECONDS")
+UPTIME_INTERVAL_ENV = _setting("UPTIME_INTERVAL_SECONDS", DEFAULT_UPTIME_INTERVAL_SECONDS)
+DEFAULT_HOST = "127.0.0.1"
+HOST_ENV = _setting("HOST", DEFAULT_HOST)
+PORT_ENV = _setting("PORT", DEFAULT_PORT)
 
 
 class ConfigError(ValueError):
@@ -48,7 +84,7 @@ EMPTY_REDIS_URL = (f"{REDIS_URL_ENV} is empty: unset it to use the default {DEFA
                    "or set it to a Redis URL")
 
 
-def redis_url(env: Mapping[str, str] = os.environ) -> str:
+def redis_url(env: Env = os.environ) -> str:
     """``REDIS_URL``, or the default when it is not set; a ConfigError when it is empty."""
     url = env.get(REDIS_URL_ENV)
     if url is None:
@@ -58,7 +94,7 @@ def redis_url(env: Mapping[str, str] = os.environ) -> str:
     return url
 
 
-def positive_number(name: str, default: float, env: Mapping[str, str] = os.environ) -> float:
+def positive_number(name: str, default: float, env: Env = os.environ) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -71,28 +107,97 @@ def positive_number(name: str, default: float, env: Mapping[str, str] = os.envir
     return value
 
 
-def timezone(env: Mapping[str, str] = os.environ) -> tzinfo | None:
+def timezone(env: Env = os.environ) -> tzinfo | None:
     """``REMINDER_TIMEZONE`` (an IANA name such as Europe/Paris), or None for local time."""
-    name = env.get("REMINDER_TIMEZONE", "").strip()
+    name = env.get(TIMEZONE_ENV, "").strip()
     if not name:
         return None
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"REMINDER_TIMEZONE is not a known time zone: {name!r}") from None
+        raise ConfigError(f"{TIMEZONE_ENV} is not a known time zone: {name!r}") from None
 
 
-LEAN_WORKER_ENV = "LEAN_WORKER"
+def reminder_grace_seconds(env: Env = os.environ) -> float:
+    """``REMINDER_GRACE_SECONDS``: how late a missed reminder time is still sent."""
+    return positive_number(GRACE_ENV, DEFAULT_REMINDER_GRACE_SECONDS, env)
+
+
+def reminder_tick_seconds(env: Env = os.environ) -> int | None:
+    """``REMINDER_TICK_SECONDS``: tick every N seconds, or None (unset) for every minute."""
+    return int(positive_number(TICK_ENV, 0, env)) or None
+
+
+def uptime_interval_seconds(env: Env = os.environ) -> float:
+    """``UPTIME_INTERVAL_SECONDS``: seconds between two rounds of uptime checks."""
+    return positive_number(UPTIME_INTERVAL_ENV, DEFAULT_UPTIME_INTERVAL_SECONDS, env)
+
+
+def worker_shutdown_grace(env: Env = os.environ) -> float:
+    """``WORKER_SHUTDOWN_GRACE``: how long a stop waits for a worker's running job."""
+    return positive_number(SHUTDOWN_GRACE_ENV, DEFAULT_SHUTDOWN_GRACE_SECONDS, env)
+
+
+def host(env: Env = os.environ) -> str:
+    """``HOST``: the address the development servers listen on."""
+    return env.get(HOST_ENV, "").strip() or DEFAULT_HOST
+
+
+def port(env: Env = os.environ) -> int:
+    """``PORT``: the development servers' port (honcho sets it for each process)."""
+    raw = env.get(PORT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{PORT_ENV} must be a port number (1-65535), not {raw!r}")
+    return int(raw)
+
+
 _ON = {"1", "on", "true", "yes"}
 _OFF = {"0", "off", "false", "no"}
 
 
-def lean_worker(env: Mapping[str, str] = os.environ) -> bool:
-    """``LEAN_WORKER``: whether the processors use the lean worker (default on), which
-    writes RQ's bookkeeping in one Lua script per job; off, they use RQ's own code."""
-    raw = env.get(LEAN_WORKER_ENV, "").strip().lower()
-    if not raw or raw in _ON:
+def _switch(name: str, default: bool, env: Env) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _ON:
         return True
     if raw in _OFF:
         return False
-    raise ConfigError(f"{LEAN_WORKER_ENV} must be on or off, not {raw!r}")
+    raise ConfigError(f"{name} must be on or off, not {raw!r}")
+
+
+def lean_worker(env: Env = os.environ) -> bool:
+    """``LEAN_WORKER``: whether the processors use the lean worker (default on), which
+    writes RQ's bookkeeping in one Lua script per job; off, they use RQ's own code."""
+    return _switch(LEAN_WORKER_ENV, True, env)
+
+
+def rq_verbose(env: Env = os.environ) -> bool:
+    """``RQ_VERBOSE``: show RQ's own logs. Anything but empty, 0, false, no or off is on."""
+    return env.get(VERBOSE_ENV, "").strip().lower() not in ("", *_OFF)
+
+
+def extra_job_functions(env: Env = os.environ) -> frozenset[str]:
+    """``EXTRA_JOB_FUNCTIONS``: comma-separated dotted paths of more job functions a
+    worker may run (untrusted_jobs.py), besides the project's own."""
+    return frozenset(name.strip() for name in env.get(EXTRA_JOB_FUNCTIONS_ENV, "").split(",")
+                     if name.strip())
+
+
+class Twilio(NamedTuple):
+    """The Twilio variables as set (stripped; "" when unset); senders.py checks them."""
+
+    account_sid: str
+    auth_token: str
+    from_number: str
+    from_number_name: str  # the variable from_number came from, for messages
+    api_base_url: str
+
+
+def twilio(env: Env = os.environ) -> Twilio:
+    from_name = FROM_NUMBER_ENV if env.get(FROM_NUMBER_ENV) else FROM_NUMBER_ALIAS_ENV
+    return Twilio(env.get(ACCOUNT_SID_ENV, "").strip(), env.get(AUTH_TOKEN_ENV, "").strip(),
+                  env.get(from_name, "").strip(), from_name,
+                  env.get(API_BASE_URL_ENV, "").strip())

@@ -34,8 +34,7 @@ from typing import TypedDict
 import redis
 from flask import Flask, abort
 
-from queuing import web
-from queuing.connection import check_server_accepts
+from queuing import connection, web
 from queuing.constants import STOCK_KEY
 
 
@@ -133,7 +132,7 @@ def deadline_ms(client: redis.Redis) -> int:
     """When a reservation sent now must have run, in ms since the epoch: a second (half,
     for a timeout under 2 s) before ``client`` gives up waiting and retries, so no run
     of a request the server answered 503 can take a unit, given clocks within a second."""
-    timeout = web.socket_timeout(client)
+    timeout = connection.socket_timeout(client)
     return int((time.time() + max(timeout - 1, timeout / 2)) * 1000)
 
 
@@ -141,8 +140,8 @@ def create_app(client: redis.Redis | None = None) -> Flask:
     """The stock server; tests pass a fakeredis client, otherwise REDIS_URL is used."""
     app = web.new_app(__name__)
     if client is None:
-        client = web.web_client()
-        check_server_accepts(client)
+        client = connection.server_client()
+        connection.check_server_accepts(client)
     stock = Stock(client)
     with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
         stock.write_missing()  # else at the first request that reaches Redis
@@ -173,6 +172,7 @@ def create_app(client: redis.Redis | None = None) -> Flask:
 
     # The same bodies for a product's GET, without Flask's per-request cost (web.HotReads).
     app.wsgi_app = web.HotReads(app.wsgi_app, {
-        f"/list_products/{product['itemId']}": partial(stock.detail_body, product)
+        web.path_of(app, "product_detail", item_id=product["itemId"]):
+            partial(stock.detail_body, product)
         for product in LIST_PRODUCTS})
     return app

@@ -1,4 +1,5 @@
-"""One stop-signal policy for the long-running scripts: processors, workers, the scheduler.
+"""The stop-signal policy of every long-running script: processors, workers, the scheduler,
+the uptime worker, and (at the end of this module) the web servers.
 
 Ctrl-C (SIGINT) or SIGTERM asks the script to stop. The signal handler only records the
 request and wakes :func:`wait`; it never raises. The script looks at the request where
@@ -24,9 +25,12 @@ stop what it started, always stops it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -153,6 +157,71 @@ def sleep(seconds: float) -> None:
     """:func:`wait`, then Stopped if a stop was asked for (for retry loops)."""
     if wait(seconds):
         raise Stopped
+
+
+# -- The web servers ------------------------------------------------------------------
+# Werkzeug's serving loop returns on KeyboardInterrupt, so the development servers keep
+# Python's policy (the signal raises), for SIGTERM too; and until their modules are
+# loaded there is nothing to clean up, so a signal then ends them at once.
+
+def exit_at_once() -> None:
+    """Ctrl-C and SIGTERM end the process now, quietly, with status 0: for a server while
+    its modules load (an exception raised inside the import machinery could be
+    swallowed). :func:`interrupt_on_signals` replaces it once the server runs."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: os._exit(0))
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread (exit hooks run)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler)
+
+
+_wakeup_sockets: list[socket.socket] = []
+
+
+def in_granian_worker() -> bool:
+    """Whether this is a granian worker process loading the app: until granian installs
+    the worker's own handlers, its SIGINT handler is the one inherited through fork from
+    granian's main process, a method of granian's server."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    server = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    return type(server).__module__.startswith("granian.")
+
+
+def on_granian_stop(*actions: Callable[[], object]) -> bool:
+    """In a granian worker process, run ``actions`` (in a thread) as soon as the process
+    gets SIGINT or SIGTERM, or now if it got one while it started; True if set up.
+
+    granian 2.8 does not always end a worker on a signal: a worker signalled before it
+    installed its handlers, or whose main thread does not get the signal, waits forever,
+    until the main process kills it (``--workers-kill-timeout``), and a killed worker
+    runs no exit hook. So what must be given back at exit (the seat lease, the RQ worker's
+    registration) is given back here, when the signal comes. Python's C handler writes
+    every signal's number to the wakeup fd, whichever thread the signal interrupts.
+    """
+    if not in_granian_worker():
+        return False
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    early = getattr(signal.getsignal(signal.SIGINT).__self__, "interrupt_signal", False)
+
+    _wakeup_sockets.extend((reader, writer))  # open as long as the process lives
+
+    def watch() -> None:
+        while not early:
+            data = reader.recv(64)
+            if not data or any(signum in data for signum in STOP_SIGNALS):
+                break
+        for action in actions:
+            with contextlib.suppress(Exception):
+                action()
+
+    threading.Thread(target=watch, daemon=True, name="stop-signal watcher").start()
+    return True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

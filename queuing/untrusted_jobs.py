@@ -55,8 +55,8 @@ JOB_FUNCTIONS = frozenset({
     "queuing.job_events.job_completed",
     "queuing.job_events.job_failed",
     "queuing.seats.take_seat",
-    "queuing.seats.job_completed",
-    "queuing.seats.job_failed",
+    "queuing.seats.seat_taken",
+    "queuing.seats.seat_refused",
     "queuing.senders.send_sms",
     "queuing.reminders.tick",
 })
@@ -64,6 +64,13 @@ JOB_FUNCTIONS = frozenset({
 # The names jobs queued before the library moved into the queuing package carry: such
 # jobs still run, as the function of the new name.
 FORMER_NAMES = {name.removeprefix("queuing."): name for name in JOB_FUNCTIONS}
+# The seat job's callbacks had names that meant something else in job_events.
+FORMER_NAMES |= {
+    former: current
+    for old, current in (("seats.job_completed", "queuing.seats.seat_taken"),
+                         ("seats.job_failed", "queuing.seats.seat_refused"))
+    for former in (old, f"queuing.{old}")
+}
 
 
 def current_name(name: str) -> str:

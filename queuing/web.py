@@ -11,33 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
-import threading
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
 import redis
 from flask import Flask, Response, request
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.serving import WSGIRequestHandler
 
-from queuing import settings, urls
-from queuing.constants import DEFAULT_PORT
+from queuing import connection, settings, stopping, urls
 
-PORT_ENV = "PORT"
-HOST_ENV = "HOST"
-DEFAULT_HOST = "127.0.0.1"
 REDIS_DOWN = "Redis is not reachable"
-SOCKET_TIMEOUT = 5.0
-# Connections per client, and how long a request waits for one when all are in use: longer
-# than a command can hold one (3 tries of SOCKET_TIMEOUT), so only a Redis that does not
-# answer makes a request wait that long.
-POOL_SIZE = 100
-POOL_WAIT_SECONDS = 20
 JSON = "application/json"
 
 
@@ -53,35 +37,6 @@ def json_response(body: object, status: int = 200) -> Response:
 def json_text_response(text: str, status: int = 200) -> Response:
     """A response whose body is ``text``, JSON already rendered (see :func:`dumps`)."""
     return Response(text, status=status, mimetype=JSON)
-
-
-def web_client(url: str | None = None, decode_responses: bool = True,
-               socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
-    """A client that gives up on a dead Redis within a fraction of a second, not 3 s,
-    so a request gets its 503 at once (redis-py 8 retries 10 times by default).
-
-    Its pool waits for a free connection (up to POOL_WAIT_SECONDS) when all
-    POOL_SIZE are in use: redis-py's default pool raises at once then, a ConnectionError
-    that would tell a client "Redis is not reachable" while Redis is up (the threaded
-    development server has a thread per request, however many come)."""
-    url = settings.redis_url() if url is None else url
-    urls.check_redis_url(url)
-    try:
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS,
-            decode_responses=decode_responses, socket_connect_timeout=2,
-            socket_timeout=socket_timeout, retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2))
-    except ValueError:
-        raise settings.InvalidRedisURL(
-            f"{settings.REDIS_URL_ENV} is not a usable Redis URL") from None
-    client = redis.Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True
-    return client
-
-
-def socket_timeout(client: redis.Redis) -> float:
-    """The seconds ``client`` waits for an answer before it gives up (or retries)."""
-    return client.connection_pool.connection_kwargs.get("socket_timeout") or SOCKET_TIMEOUT
 
 
 def _http_error(error: HTTPException) -> Response:
@@ -157,14 +112,21 @@ def new_app(import_name: str) -> Flask:
     return app
 
 
+def path_of(app: Flask, endpoint: str, **values: object) -> str:
+    """The path of ``app``'s route ``endpoint`` with ``values`` (``/list_products/1``):
+    the route is where a path is written, and every other use is made from it."""
+    return app.url_map.bind("").build(endpoint, values)
+
+
 class HotReads:
     """WSGI middleware: ``GET`` of a few read-only paths answered without Flask's per-request
     machinery; every other request (other paths, methods, errors) goes on to Flask.
 
-    ``routes`` maps an exact path to a function that renders its body with one Redis
-    round trip; the Flask route for the same path calls the same function, so the two
-    answers are the same bytes. A Redis that cannot be reached gets the same JSON 503 as
-    from Flask; any other error is left to Flask, which logs it and answers a JSON 500.
+    ``routes`` maps an exact path (made from the Flask route: :func:`path_of`) to a
+    function that renders its body with one Redis round trip; the Flask route calls the
+    same function, so the two answers are the same bytes. A Redis that cannot be reached
+    gets the same JSON 503 as from Flask; any other error is left to Flask, which logs
+    it and answers a JSON 500.
     Why: on 2 cores, Flask's request and app contexts, routing and Response objects cost
     about as much CPU as the rest of the request (bench/README.md, "After").
     """
@@ -186,63 +148,6 @@ class HotReads:
         data = body.encode()
         start_response(status, [("Content-Type", JSON), ("Content-Length", str(len(data)))])
         return [data]
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_WAKEUP_SOCKETS: list[socket.socket] = []
-
-
-def in_granian_worker() -> bool:
-    """Whether this is a granian worker process loading the app: until granian installs
-    the worker's own handlers, its SIGINT handler is the one inherited through fork from
-    granian's main process, a method of granian's server."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    server = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
-    return type(server).__module__.startswith("granian.")
-
-
-def on_stop_signal(*actions: Callable[[], object]) -> bool:
-    """In a granian worker process, run ``actions`` (in a thread) as soon as the process
-    gets SIGINT or SIGTERM, or now if it got one while it started; True if set up.
-
-    granian 2.8 does not always end a worker on a signal: a worker signalled before it
-    installed its handlers, or whose main thread does not get the signal, waits forever,
-    until the main process kills it (``--workers-kill-timeout``), and a killed worker
-    runs no exit hook. So what must be given back at exit (the seat lease, the RQ worker's
-    registration) is given back here, when the signal comes. Python's C handler writes
-    every signal's number to the wakeup fd, whichever thread the signal interrupts.
-    """
-    if not in_granian_worker():
-        return False
-    reader, writer = socket.socketpair()
-    writer.setblocking(False)
-    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    early = getattr(signal.getsignal(signal.SIGINT).__self__, "interrupt_signal", False)
-
-    _WAKEUP_SOCKETS.extend((reader, writer))  # open as long as the process lives
-
-    def watch() -> None:
-        while not early:
-            data = reader.recv(64)
-            if not data or any(signum in data for signum in STOP_SIGNALS):
-                break
-        for action in actions:
-            with contextlib.suppress(Exception):
-                action()
-
-    threading.Thread(target=watch, daemon=True, name="stop-signal watcher").start()
-    return True
-
-
-def port() -> int:
-    return int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
-
-
-def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.default_int_handler)
 
 
 class JsonErrorsRequestHandler(WSGIRequestHandler):
@@ -277,8 +182,13 @@ def serve(app: Flask) -> None:
     SIGTERM (``kill``, systemd, docker stop) ends it as Ctrl-C does, so exit hooks run;
     either is a normal stop, and returns.
     """
-    stop_on_signals()
+    stopping.interrupt_on_signals()
+    host, port = settings.host(), settings.port()
     # Werkzeug's loop returns on Ctrl-C by itself; a Ctrl-C before it is caught here.
     with contextlib.suppress(KeyboardInterrupt):
-        app.run(host=os.environ.get(HOST_ENV) or DEFAULT_HOST, port=port(), debug=False,
+        app.run(host=host, port=port, debug=False,
                 use_reloader=False, threaded=True, request_handler=JsonErrorsRequestHandler)
+
+
+# The former name of connection.server_client, for callers not yet moved (tests/faults).
+web_client = connection.server_client

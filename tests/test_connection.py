@@ -10,7 +10,7 @@ import sys
 import pytest
 import redis
 
-from queuing import cli, console, settings
+from queuing import cli, connection, console, settings
 from queuing.connection import (
     MAX_RETRY_DELAY,
     check_server_accepts,
@@ -229,13 +229,49 @@ def test_an_empty_redis_url_is_refused_not_taken_for_localhost(value, monkeypatc
     assert str(caught.value) == EMPTY_URL_LINE
 
 
-def test_every_client_maker_refuses_an_empty_redis_url(monkeypatch):
-    from queuing import jobs, web
+CLIENT_MAKERS = (connect, connect_async, connection.rq_client, connection.server_client,
+                 connection.seat_worker_client)
 
+
+def test_every_client_maker_refuses_an_empty_redis_url(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "")
-    for make in (connect, connect_async, jobs.rq_connection, web.web_client):
+    for make in CLIENT_MAKERS:
         with pytest.raises(settings.ConfigError, match=r"^REDIS_URL is empty"):
             make()
+
+
+def test_every_client_maker_refuses_an_unusable_url():
+    for make in CLIENT_MAKERS:
+        with pytest.raises(settings.InvalidRedisURL):
+            make("redis://127.0.0.1:notaport")
+
+
+def test_each_kind_of_client_answers_as_its_users_need():
+    url = "redis://127.0.0.1:1"
+    decodes = {make.__name__: make(url).connection_pool.connection_kwargs["decode_responses"]
+               for make in CLIENT_MAKERS if make is not connect_async}
+    assert decodes == {"connect": True, "rq_client": False, "server_client": True,
+                       "seat_worker_client": False}
+    assert connection.socket_timeout(connection.server_client(url)) == 5.0
+    assert connection.socket_timeout(connection.seat_worker_client(url)) == 420
+    pool = connection.server_client(url).connection_pool
+    assert isinstance(pool, redis.BlockingConnectionPool)
+
+
+# Where a client may be made from a URL: the factories, and the throwaway-server helper.
+MAKES_CLIENTS = re.compile(r"\bRedis\(|\bfrom_url\(|StrictRedis")
+
+
+def test_only_the_factories_make_clients():
+    sources = [*ROOT.glob("queuing/*.py"), *ROOT.glob("*.py")]
+    makers = {str(path.relative_to(ROOT)) for path in sources
+              if MAKES_CLIENTS.search(path.read_text())}
+    assert makers <= {"queuing/connection.py", "queuing/local_redis.py"}
+
+
+@pytest.mark.parametrize("value", [b"caf\xc3\xa9", "caf\u00e9"])
+def test_text_reads_replies_of_either_client(value):
+    assert connection.text(value) == "caf\u00e9"
 
 
 def test_an_empty_redis_url_ends_a_script_with_one_line_before_any_connection(monkeypatch,

@@ -189,3 +189,27 @@ def test_a_reservation_of_an_old_sale_takes_no_seat_of_a_new_one(client, fake_re
     client.get("/reserve_seat")  # a reservation of the new sale takes its seat
     run_worker(rq_redis)
     assert fake_redis.get("available_seats") == "49"
+
+
+@pytest.mark.parametrize(("success", "failure"), [
+    ("queuing.seats.job_completed", "queuing.seats.job_failed"),
+    ("seats.job_completed", "seats.job_failed"),
+])
+def test_seat_jobs_queued_with_the_former_callback_names_still_run(
+        client, fake_redis, rq_redis, capsys, success, failure):
+    """The callbacks were renamed seat_taken and seat_refused (job_events has its own
+    job_completed and job_failed): a job queued before carries the old names."""
+    from rq import Callback
+
+    from queuing import jobs
+
+    queue = jobs.json_queue("reserve_seat", rq_redis)
+    sale = seats.open_sale(fake_redis)
+    for job_id in ("1", "2"):
+        queue.enqueue("queuing.seats.take_seat", sale, job_id=job_id,
+                      on_success=Callback(success), on_failure=Callback(failure))
+    seats.reserve_seat(fake_redis, 1)
+    run_worker(rq_redis)
+    assert capsys.readouterr().out.splitlines() == [
+        "Seat reservation job 1 completed",
+        f"Seat reservation job 2 failed: {seats.NOT_ENOUGH_SEATS}"]

@@ -110,13 +110,13 @@ def test_flask_debug_in_the_environment_does_not_turn_debug_on(monkeypatch, fake
 
 @pytest.mark.parametrize(("value", "port"), [(None, 1245), ("", 1245), ("5000", 5000)])
 def test_port_comes_from_the_environment(monkeypatch, value, port):
-    from queuing import web
+    from queuing import settings
 
     if value is None:
         monkeypatch.delenv("PORT", raising=False)
     else:
         monkeypatch.setenv("PORT", value)
-    assert web.port() == port
+    assert settings.port() == port
 
 
 STOCK_GONE = (b'{"status":"Service Unavailable",'

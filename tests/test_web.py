@@ -88,3 +88,34 @@ def test_other_methods_and_paths_go_to_flask(server, path, method, fake_server, 
         hot, flask = both(app, other)
         assert hot == flask
         assert hot[0].startswith("404")
+
+
+@pytest.mark.parametrize("server", ["stock", "seats"])
+def test_hot_paths_are_made_from_the_flask_routes(server, fake_server, fake_redis):
+    """Each hot path is written once, in its Flask route: HotReads' paths are built from it."""
+    app = make_app(server, fake_server, fake_redis)
+    assert sorted(app.wsgi_app.routes) == HOT_PATHS[server]
+    adapter = app.url_map.bind("")
+    for path in app.wsgi_app.routes:
+        endpoint, _ = adapter.match(path)
+        assert app.view_functions[endpoint].__name__ == endpoint
+
+
+def test_path_of_builds_a_routes_path(fake_server, fake_redis):
+    app = make_app("stock", fake_server, fake_redis)
+    assert web.path_of(app, "product_detail", item_id=3) == "/list_products/3"
+    assert web.path_of(app, "list_products") == "/list_products"
+
+
+@pytest.mark.parametrize(("policy", "code"), [("exit_at_once", 0), ("interrupt_on_signals", 3)])
+def test_the_servers_stop_policies(policy, code):
+    """While a server loads, a stop signal ends it at once with 0; once it serves, the
+    signal raises KeyboardInterrupt, whose handlers run (werkzeug's loop returns on it)."""
+    import subprocess
+    import sys
+
+    program = (f"import os, signal, time\nfrom queuing import stopping\nstopping.{policy}()\n"
+               "try:\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(10)\n"
+               "except KeyboardInterrupt:\n    raise SystemExit(3)\n")
+    result = subprocess.run([sys.executable, "-c", program], timeout=10, capture_output=True)
+    assert (result.returncode, result.stderr) == (code, b"")
