@@ -17,11 +17,12 @@ from queuing import connection, seats, web  # noqa: E402
 
 
 def main() -> None:
+    at = web.address()  # a bad HOST or PORT stops it now, not once Redis is up
     stopping.interrupt_on_signals()
     with contextlib.suppress(KeyboardInterrupt):  # a stop before serving; exit hooks run
         client = connection.server_client()
         common.wait_until_connected(client)
-        web.serve(seats.create_app(client))
+        web.serve(seats.create_app(client), at)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Add, list and remove uptime checks (the seed's POST /checks, from the command line).
+"""Add, list and remove uptime checks (the course's POST /checks, from the command line).
 
     python 101_uptime_checks.py add http://127.0.0.1:8000/health --phone 4153518780
     python 101_uptime_checks.py add example.com --protocol https --method get \

@@ -1,6 +1,6 @@
 """The uptime worker: every minute, run every check at once and alert on a change of state.
 
-This is the seed's ``workers.init``: gather all checks, run them, loop. Each check is
+This is the course's ``workers.init``: gather all checks, run them, loop. Each check is
 ``up`` or ``down``; when one changes (not on its first run) an SMS alert is queued on the
 ``sms`` queue for ``105_worker.py`` to send. ``UPTIME_INTERVAL_SECONDS`` (default 60) or
 ``--interval`` sets the period; ``--once`` runs a single round.

@@ -12,7 +12,8 @@ from queuing import stock, web  # noqa: E402
 
 
 def main() -> None:
-    web.serve(stock.create_app())
+    at = web.address()  # a bad HOST or PORT stops it now, before it touches Redis
+    web.serve(stock.create_app(), at)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Uptime checks: stored in Redis, run concurrently, an SMS alert when one goes up or down.
 
-A check has the fields of the seed (protocol, url, method, successCodes, timeoutSeconds)
+A check has the course's fields (protocol, url, method, successCodes, timeoutSeconds)
 and the phone to alert. A round runs every check at once, each with its own timeout;
 a check is ``up`` when the answer's status is one of its success codes, ``down``
 otherwise, including a bad URL, a refused connection or a timeout: a check never
@@ -49,7 +49,7 @@ class InvalidCheck(ValueError):
 class Check:
     id: str
     protocol: str
-    url: str  # without the protocol: "example.com/health", as in the seed
+    url: str  # without the protocol: "example.com/health", as in the course
     method: str
     success_codes: tuple[int, ...]
     timeout_seconds: float
@@ -142,7 +142,7 @@ def get_check(connection: redis.Redis, check_id: str) -> Check | None:
 
 
 def all_checks(connection: redis.Redis) -> list[Check]:
-    """Every stored check, by id (the seed's ``gatherAllChecks``)."""
+    """Every stored check, by id (the course's ``gatherAllChecks``)."""
     ids = sorted(connection.smembers(UPTIME_CHECKS_KEY), key=int)
     with connection.pipeline() as pipe:
         for check_id in ids:

@@ -175,7 +175,12 @@ class JsonErrorsRequestHandler(WSGIRequestHandler):
             self.wfile.write(body)
 
 
-def serve(app: Flask) -> None:
+def address() -> tuple[str, int]:
+    """Where the development server listens: HOST and PORT (a ConfigError if unusable)."""
+    return settings.host(), settings.port()
+
+
+def serve(app: Flask, at: tuple[str, int] | None = None) -> None:
     """Flask's development server on PORT (default 1245), threaded, never in debug mode.
 
     For production run a WSGI server instead (see the README: granian, several workers).
@@ -183,7 +188,7 @@ def serve(app: Flask) -> None:
     either is a normal stop, and returns.
     """
     stopping.interrupt_on_signals()
-    host, port = settings.host(), settings.port()
+    host, port = at or address()
     # Werkzeug's loop returns on Ctrl-C by itself; a Ctrl-C before it is caught here.
     with contextlib.suppress(KeyboardInterrupt):
         app.run(host=host, port=port, debug=False,

@@ -41,7 +41,7 @@ def at(hh_mm: str, day: int = 23, tz=PARIS) -> datetime:
 
 # -- Validation and storage ----------------------------------------------------------------
 
-def test_default_times_are_the_seeds():
+def test_default_times_are_the_courses():
     reminder = reminders.validate("hi", ["4153518780"])
     assert reminder.times == ("09:00", "12:00", "18:00", "22:00")
     assert reminder.phones == ("+14153518780",)

@@ -76,9 +76,9 @@ def test_sender_from_env_chooses_by_configuration():
     assert isinstance(senders.sender_from_env({}), senders.ConsoleSender)
     assert isinstance(senders.sender_from_env({"TWILIO_ACCOUNT_SID": ""}), senders.ConsoleSender)
     assert isinstance(senders.sender_from_env(TWILIO_ENV), senders.TwilioSender)
-    seed_names = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN,
+    course_names = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN,
                   "TWILIO_REMINDER_NUMBER": FROM}
-    assert senders.sender_from_env(seed_names).from_number == FROM
+    assert senders.sender_from_env(course_names).from_number == FROM
 
 
 def test_a_partial_twilio_configuration_is_an_error_without_secrets():

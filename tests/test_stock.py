@@ -143,7 +143,7 @@ def test_a_server_started_while_redis_was_away_writes_the_stock_at_its_first_req
 
 @pytest.mark.parametrize("path", ["/reserve_product/1", "/list_products/1"])
 def test_stock_lost_by_redis_is_not_sold_again(client, fake_redis, path):
-    """Issue 12, item 7: 4 units sold, then Redis loses its data; a missing key used to
+    """4 units sold, then Redis loses its data; a missing key used to
     read as the full stock, and 4 more were confirmed."""
     for _ in range(4):
         client.get("/reserve_product/1")
@@ -154,7 +154,7 @@ def test_stock_lost_by_redis_is_not_sold_again(client, fake_redis, path):
 
 
 def test_the_same_request_takes_one_unit_however_often_it_runs(fake_redis):
-    """Issue 12, item 6: redis-py runs the script again after a timeout."""
+    """redis-py runs the script again after a timeout."""
     product = stock.get_item_by_id(1)
     shop = stock.Stock(fake_redis)
     assert [shop.reserve_one(product, request_id="r1") for _ in range(3)] == [True] * 3
@@ -174,7 +174,7 @@ def test_a_reservation_run_after_its_deadline_takes_nothing(fake_redis, monkeypa
 
 @pytest.mark.parametrize("path", ["/reserve_product/1", "/reserve_product/12"])
 def test_head_of_a_reservation_reserves_nothing(client, fake_redis, path):
-    """Issue 12, item 10: Flask answers HEAD with the GET view, which reserved a unit."""
+    """Flask answers HEAD with the GET view, which would reserve a unit."""
     response = client.head(path)
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET"

@@ -42,7 +42,7 @@ def add(connection, url: str, **fields) -> uptime.Check:
 
 # -- Validation and storage ----------------------------------------------------------------
 
-def test_validate_takes_the_seed_fields():
+def test_validate_takes_the_course_fields():
     check = uptime.validate("https", "google.com", "GET", [200, "201"], "3", "4158675309")
     assert check == uptime.Check("", "https", "google.com", "get", (200, 201), 3.0,
                                  "+14158675309")

@@ -82,3 +82,21 @@ def test_a_wrong_password_is_waited_out_by_a_processor(password_server):
         assert "Traceback" not in script.stderr
     finally:
         script.kill()
+
+
+@pytest.mark.parametrize(("script", "args", "setting", "says"), [
+    ("9_stock", (), {"PORT": "http"}, "PORT must be a port number (1-65535), not 'http'"),
+    ("100_seat", (), {"PORT": "70000"}, "PORT must be a port number (1-65535), not '70000'"),
+    ("102_uptime_worker", ("--once",), {"UPTIME_INTERVAL_SECONDS": "soon"},
+     "UPTIME_INTERVAL_SECONDS must be a number of seconds, not 'soon'"),
+    ("103_reminders", ("list",), {"REMINDER_GRACE_SECONDS": "0"},
+     "REMINDER_GRACE_SECONDS must be more than 0, not '0'"),
+    ("104_scheduler", (), {"REMINDER_TICK_SECONDS": "-5"},
+     "REMINDER_TICK_SECONDS must be more than 0, not '-5'"),
+    ("104_scheduler", (), {"REMINDER_TIMEZONE": "Mars/Olympus"},
+     "REMINDER_TIMEZONE is not a known time zone: 'Mars/Olympus'"),
+])
+def test_a_bad_setting_stops_a_script_at_start_with_one_line(script, args, setting, says):
+    # Port 1 never answers: every script must stop on the setting before it needs Redis.
+    result = run_script(script, "redis://127.0.0.1:1", *args, **setting)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", says + "\n")
