@@ -3,7 +3,7 @@
 It is an RQ SimpleWorker in a thread. Outside the main thread RQ can install no signal
 handlers and its SIGALRM job timeouts fail silently, so this worker uses RQ's
 timer-based death penalty and skips signal setup. Its server stops it when it exits
-(:meth:`Processor.stop`): the worker ends its current job, then leaves RQ's worker
+(:meth:`WorkerThread.stop`): the worker ends its current job, then leaves RQ's worker
 registry, so ``rq info`` and rq-dashboard show no idle worker of a server that is gone.
 To notice that stop, it waits for jobs in slices of ``DEQUEUE_SLICE`` seconds.
 """
@@ -65,7 +65,7 @@ class SeatWorker(RecoveringWorker):
         raise StopRequested
 
 
-class Processor:
+class WorkerThread:
     """At most one worker thread per process: the first :meth:`start` starts it, and
     :meth:`stop` (run at the process's exit) stops it."""
 

@@ -21,7 +21,7 @@ from queuing.constants import (
     SEAT_SALE_KEY,
 )
 from queuing.seat_sale import Sale
-from queuing.seat_worker import Processor
+from queuing.seat_worker import WorkerThread
 
 NOT_ENOUGH_SEATS = "Not enough seats available"
 SALE_ENDED = "its sale has ended: a new sale of 50 seats started since it was queued"
@@ -116,7 +116,7 @@ def queue_reservation(rq_client: redis.Redis, sale: str = "") -> str:
 
 
 def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | None = None,
-               *, processor: Processor | None = None, join_sale: bool = True) -> Flask:
+               *, processor: WorkerThread | None = None, join_sale: bool = True) -> Flask:
     """The seat server. At creation it starts a sale of 50 seats, or joins the live one
     (seat_sale.py); tests pass fakeredis clients and may skip the lease."""
     app = web.new_app(__name__)
@@ -126,7 +126,7 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
     redis_client = client
     rq_connection = (rq_connection if rq_connection is not None
                      else connection.server_client(decode_responses=False))  # RQ: bytes
-    processor = processor or Processor(connection.seat_worker_client())
+    processor = processor or WorkerThread(connection.seat_worker_client())
     if join_sale:
         sale = Sale(redis_client)
         sale.join()

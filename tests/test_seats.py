@@ -94,15 +94,15 @@ def test_jobs_are_json_with_kue_like_ids(client, rq_redis):
 def test_every_process_call_asks_the_processor_to_start(client, processor):
     for _ in range(3):
         assert client.get("/process").data == b'{"status":"Queue processing"}'
-    assert processor.starts == 3  # Processor.start itself starts one thread, once
+    assert processor.starts == 3  # WorkerThread.start itself starts one thread, once
 
 
 def test_processor_starts_one_thread_however_many_calls(rq_redis, monkeypatch):
     runs = []
     release = threading.Event()
-    monkeypatch.setattr(seat_worker.Processor, "_run", lambda self: (runs.append(1),
+    monkeypatch.setattr(seat_worker.WorkerThread, "_run", lambda self: (runs.append(1),
                                                                      release.wait(10)))
-    processor = seat_worker.Processor(rq_redis)
+    processor = seat_worker.WorkerThread(rq_redis)
     results = []
     threads = [threading.Thread(target=lambda: results.append(processor.start()))
                for _ in range(20)]
