@@ -98,7 +98,14 @@ class Tree:
              "--", "*.py"], capture_output=True, text=True).stdout.split()
         if users:
             raise SystemExit(f"{self.label}: a flat tree whose files import queuing: {users}")
-        return "flat modules (no file imports queuing)"
+        where = subprocess.run(  # its benches' own module, found where they will find it
+            [self.python, "-c", "import importlib.util as u;"
+             " print(u.find_spec('local_redis').origin)"],
+            cwd=self.root, env=self.env, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        if not Path(where).resolve().is_relative_to(self.root.resolve()):
+            raise SystemExit(f"{self.label}: local_redis found at {where}, not in the clone")
+        return f"flat modules, no file imports queuing; local_redis from {where}"
 
     def run(self, bench: Path, args: list[str], results: Path, name: str) -> dict | None:
         """One bench run; its last stdout line as JSON, or None if it failed."""
@@ -178,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before_rev")
     parser.add_argument("after_rev", nargs="?", default="HEAD")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds; each runs both benches on both trees (~2.5 min a round)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds; each runs both benches on both trees (~1.6-2.5 min)")
     parser.add_argument("--python", default=str(DEFAULT_PYTHON),
                         help="the interpreter of every run (default: the repo's .venv)")
     parser.add_argument("--pipeline-args", default="--jobs 5000 --count-jobs 1000",
