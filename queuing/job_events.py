@@ -28,6 +28,7 @@ from rq import get_current_job
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 
+from queuing.connection import wait_until_connected
 from queuing.constants import (
     JOB_EVENTS_TTL_SECONDS,
 )
@@ -81,9 +82,21 @@ def publish(connection: redis.Redis, reply_to: str, event: JobEvent) -> None:
     if outbox is not None:
         outbox.add(connection, reply_to, event)
         return
-    with connection.pipeline(transaction=False) as pipe:
-        write_events(pipe, [(reply_to, event)])
-        pipe.execute()
+    _write_through_outages(connection, [(reply_to, event)])
+
+
+def _write_through_outages(connection: redis.Redis, events: list[tuple[str, JobEvent]]) -> None:
+    """Write ``events``; while Redis is away (a restart), print the course's not-connected
+    line, wait for it and write them again: a worker's job is not failed for it. A reply
+    lost after the write repeats the events, which a creator reads by job id."""
+    while True:
+        try:
+            with connection.pipeline(transaction=False) as pipe:
+                write_events(pipe, events)
+                pipe.execute()
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            wait_until_connected(connection, quiet=True)
 
 
 def write_events(pipe: redis.client.Pipeline, events: list[tuple[str, JobEvent]]) -> None:
@@ -125,9 +138,7 @@ class Outbox:
         """Write the held events now (a slow job, or an end RQ records by itself)."""
         events = self.take()
         if events and self.connection is not None:
-            with self.connection.pipeline(transaction=False) as pipe:
-                write_events(pipe, events)
-                pipe.execute()
+            _write_through_outages(self.connection, events)
 
 
 _held = threading.local()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,12 +37,13 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 from rq.command import PUBSUB_CHANNEL_TEMPLATE
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
-from rq.worker import Worker
+from rq.worker import Worker, WorkerStatus
 
+from queuing.connection import wait_until_connected
 from queuing.constants import RECOVERY_LOCK_KEY, WORKER_LEASE_KEY
 from queuing.untrusted_jobs import AllowedJob, SkipsUnreadableJobs, fail_unreadable
 
@@ -210,7 +212,56 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
     job_class = AllowedJob
     _last_recovery = float("-inf")
 
+    # --- through a Redis restart: RQ's own loop quits on a lost connection ----------
+
+    def through_restarts(self, call: Callable[..., Any], *args: Any, stoppable: bool = False,
+                         **kwargs: Any) -> Any:
+        """``call(*args, **kwargs)``; when Redis goes away (a restart), print the course's
+        not-connected line, wait for it and call again, so that the job in hand is
+        recorded rather than left "started" by a worker that quit. Only for calls that
+        may run twice (a reply lost after the write). A stop signal ends the wait for a
+        ``stoppable`` call (nothing to record yet)."""
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError):
+                sleep = self._sleep_unless_stopping if stoppable else time.sleep
+                wait_until_connected(self.connection, sleep=sleep, quiet=True)
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        if self._stop_requested:
+            raise StopRequested
+        time.sleep(seconds)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """SimpleWorker.execute_job, whose bookkeeping waits for Redis to come back."""
+        execution = self.through_restarts(self.prepare_execution, job)
+        self.perform_job(job, queue, execution)
+        self.through_restarts(self.set_state, WorkerStatus.IDLE)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        self.through_restarts(super().prepare_job_execution, job, remove_from_intermediate_queue)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        self.through_restarts(super().handle_execution_ended, job, queue, heartbeat_ttl)
+
+    def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
+        self.through_restarts(super().handle_job_success, *args, **kwargs)
+
+    def handle_job_failure(self, *args: Any, **kwargs: Any) -> None:
+        self.through_restarts(super().handle_job_failure, *args, **kwargs)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self.through_restarts(super().check_for_suspension, burst, stoppable=True)
+
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        if not args and not kwargs:  # between jobs: RQ's dequeue waits for Redis itself
+            with suppress(redis.ConnectionError, redis.TimeoutError):
+                self._heartbeat()
+            return
+        self._heartbeat(*args, **kwargs)
+
+    def _heartbeat(self, *args: Any, **kwargs: Any) -> None:
         super().heartbeat(*args, **kwargs)
         if time.monotonic() - self._last_recovery >= RECOVERY_SECONDS:
             self._last_recovery = time.monotonic()

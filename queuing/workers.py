@@ -1,9 +1,10 @@
 """The course's job processors as RQ workers: JSON jobs, N at a time, quiet, clean Ctrl-C.
 
 Each worker is an RQ ``SimpleWorker`` (it runs jobs in its own process, without forking
-one per job), so it shows in ``rq info`` and rq-dashboard like any other; it is
-lean_worker's, which writes RQ's own bookkeeping in one round trip per job. "Two jobs at
-a time" is two worker processes: an RQ worker runs one job at a time.
+one per job), so it shows in ``rq info`` and rq-dashboard like any other. It is
+lean_worker's, which writes RQ's own bookkeeping in one round trip per job, when the
+installed RQ is the release its scripts restate and LEAN_WORKER is on; otherwise RQ's own
+(recovery.RecoveringWorker). "Two jobs at a time" is two worker processes.
 
 Ctrl-C or SIGTERM asks each worker for RQ's warm shutdown: it ends the job it is running,
 then deregisters. The signals follow stopping.py's policy, not RQ's handlers (which raise
@@ -13,16 +14,11 @@ of the group, and the parent passes it on too (for a signal sent to it alone); a
 that arrives within a second of the first is ignored.
 
 The wait is bounded (WORKER_SHUTDOWN_GRACE, 30 s): a job still running then is stopped
-as by a second signal, fails, and its creator hears why. At start, and in RQ's maintenance
-every 10 minutes, the jobs of workers that died (SIGKILL) go back to their queue
-(recovery.py). While Redis is away, waiting workers print the course's not-connected line.
-
-Each failed job prints one line with its reason on stderr (``Notification job 12 failed:
-...``; stdout keeps the course's lines),
-except the failures the course expects of a job (jobs.ExpectedJobFailure: a blacklisted
-number), which only its creator hears. RQ logs every job it takes and every job that
-fails (with a traceback); that is hidden unless ``RQ_VERBOSE=1``: then RQ logs as
-``rq worker`` does.
+as by a second signal, fails, and its creator hears why. The jobs of workers that died
+(SIGKILL) go back to their queue (recovery.py). While Redis is away, waiting workers
+print the course's not-connected line. Each failed job prints one line with its reason
+on stderr, except the failures the course expects (jobs.ExpectedJobFailure), which only
+its creator hears. RQ's own log is hidden unless ``RQ_VERBOSE=1``.
 """
 
 from __future__ import annotations
@@ -45,10 +41,11 @@ from rq.job_lifecycle import call_exception_handlers
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from queuing import console, jobs, recovery, settings, stopping
+from queuing import console, jobs, lean_scripts, recovery, settings, stopping
 from queuing.connection import CONNECTED, MAX_RETRY_DELAY, not_connected_line, wait_until_connected
 from queuing.job_events import failure_reason
 from queuing.lean_worker import LeanWorker
+from queuing.recovery import RecoveringWorker
 from queuing.untrusted_jobs import GuardedQueue
 
 VERBOSE_ENV = "RQ_VERBOSE"
@@ -76,8 +73,7 @@ def _not_a_job_failure(record: logging.LogRecord) -> bool:
 
 def configure_logging() -> None:
     """Quiet RQ, unless RQ_VERBOSE asks for its logs."""
-    level = logging_level()
-    logging.getLogger("rq").setLevel(level)
+    logging.getLogger("rq").setLevel(logging_level())
     if not verbose():
         logging.getLogger("rq.worker").addFilter(_not_a_job_failure)
 
@@ -87,11 +83,9 @@ def shutdown_grace() -> float:
     return settings.positive_number(SHUTDOWN_GRACE_ENV, DEFAULT_SHUTDOWN_GRACE_SECONDS)
 
 
-# RQ's log line when its worker loses Redis while waiting for a job (it then retries).
+# RQ's log lines when its worker loses Redis while waiting for a job (it then retries),
+# and when its work loop quits on an exception (with its traceback).
 _LOST_REDIS = "Worker %s: could not connect to Redis instance"
-
-
-# RQ's log line when its work loop quits on an exception (with its traceback).
 _QUITTING = "Worker %s: found an unhandled exception, quitting..."
 
 
@@ -122,21 +116,17 @@ class StoppableQueue(GuardedQueue):
         return super().dequeue_any(*args, **kwargs)
 
 
-class ProcessorWorker(LeanWorker):
-    """A worker that stops on stopping.py's policy, prints one line per failed job, and
-    whose warm shutdown is bounded: a job still running ``shutdown_grace()`` seconds
-    after the stop signal is stopped as a second signal would (it fails, and its creator
-    hears why), so a stopped processor always exits.
-
-    When Redis goes away while it waits for a job, it prints the course's not-connected
-    line and retries as node_redis does (at most 5 s apart, not RQ's 60 s), then prints
-    the connected line."""
+class ProcessorBehaviour:
+    """A processor's worker: it stops on stopping.py's policy, prints one line per failed
+    job, and its warm shutdown is bounded: a job still running ``shutdown_grace()`` seconds
+    after the stop signal is stopped as by a second signal, so a processor always exits.
+    While Redis is away it prints the course's lines and retries at most 5 s apart."""
 
     max_connection_wait_time = MAX_RETRY_DELAY
     queue_class = StoppableQueue
 
     def __init__(self, *args: Any, job_label: str = NOTIFICATION_JOB, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self.shutdown_grace = shutdown_grace()
         self.job_label = job_label
         self.log = _CourseLines(self.log, {"worker": self})
@@ -211,10 +201,26 @@ class ProcessorWorker(LeanWorker):
         super().teardown()
 
 
+class ProcessorWorker(ProcessorBehaviour, RecoveringWorker):
+    """A processor's worker on RQ's own SimpleWorker code."""
+
+
+class LeanProcessorWorker(ProcessorBehaviour, LeanWorker):
+    """A processor's worker on lean_worker's scripts."""
+
+
+def processor_worker_class() -> type[ProcessorWorker] | type[LeanProcessorWorker]:
+    """The lean worker only where it is proven: with the RQ release its scripts restate,
+    and LEAN_WORKER on (a bad LEAN_WORKER raises settings.ConfigError)."""
+    if settings.lean_worker() and lean_scripts.restates_installed_rq():
+        return LeanProcessorWorker
+    return ProcessorWorker
+
+
 def make_worker(queue_name: str, connection: redis.Redis, serializer: Any = JSONSerializer,
-                job_label: str = NOTIFICATION_JOB) -> ProcessorWorker:
-    return ProcessorWorker([queue_name], connection=connection, serializer=serializer,
-                           job_label=job_label)
+                job_label: str = NOTIFICATION_JOB) -> ProcessorWorker | LeanProcessorWorker:
+    return processor_worker_class()([queue_name], connection=connection,
+                                    serializer=serializer, job_label=job_label)
 
 
 def work(queue_name: str, url: str | None = None, *, serializer: Any = JSONSerializer,
@@ -257,6 +263,7 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None,
     (then the others are stopped too: a processor does not run on at half strength).
     ``options`` go to :func:`work`."""
     shutdown_grace()  # a bad setting ends the processor now, not at Ctrl-C
+    processor_worker_class()
     waiting = jobs.rq_connection(url)
     try:  # started before Redis: wait for it (a stop meanwhile ends the wait)
         wait_until_connected(waiting, quiet=True, sleep=stopping.sleep)

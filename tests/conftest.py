@@ -8,13 +8,16 @@ When CI=true and no server can be had, those tests fail instead of skipping.
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
+from types import ModuleType
 
 import fakeredis
 import pytest
 import redis
 
-from queuing import local_redis, untrusted_jobs
+from queuing import local_redis, settings, untrusted_jobs
 from queuing.local_redis import RedisServer, RedisServerNotFound
 from tests.processes import skip_unless_ci
 
@@ -113,3 +116,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"_session_redis_url", "redis_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis_server)
+
+
+# What starts the processors' job workers (workers.py), which are the lean worker or RQ's
+# own code as settings.lean_worker() says: a test that names one runs both ways.
+_RUNS_JOB_WORKERS = re.compile(r"job_processor|105_worker|make_worker|run_workers|workers\.work\b")
+_helpers: dict[str, set[str]] = {}
+
+
+def _job_worker_helpers(module: ModuleType) -> set[str]:
+    """The module's own functions that start job workers (a test may call one)."""
+    if module.__name__ not in _helpers:
+        _helpers[module.__name__] = {
+            name for name, function in inspect.getmembers(module, inspect.isfunction)
+            if function.__module__ == module.__name__ and not name.startswith("test_")
+            and _RUNS_JOB_WORKERS.search(inspect.getsource(function))}
+    return _helpers[module.__name__]
+
+
+def _runs_job_workers(metafunc: pytest.Metafunc) -> bool:
+    text = inspect.getsource(metafunc.function) + "".join(
+        repr(mark.args) for mark in metafunc.definition.iter_markers("parametrize"))
+    return bool(_RUNS_JOB_WORKERS.search(text)) or any(
+        re.search(rf"\b{name}\b", text) for name in _job_worker_helpers(metafunc.module))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that runs job workers, once with the lean worker and once with RQ's own
+    code (LEAN_WORKER on and off; the scripts it starts inherit the setting)."""
+    if "_lean_worker_setting" in metafunc.fixturenames and _runs_job_workers(metafunc):
+        metafunc.parametrize("_lean_worker_setting", ["on", "off"], indirect=True,
+                             ids=["lean", "rq"])
+
+
+@pytest.fixture(autouse=True)
+def _lean_worker_setting(request, monkeypatch) -> None:
+    setting = getattr(request, "param", None)
+    if setting is not None:
+        monkeypatch.setenv(settings.LEAN_WORKER_ENV, setting)

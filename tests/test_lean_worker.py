@@ -13,18 +13,21 @@ bookkeeping, this fails.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import signal
 from typing import Any
 
 import pytest
 from redis.connection import AbstractConnection
-from rq import SimpleWorker, get_current_job
+from rq import SimpleWorker, get_current_job, suspension
 from rq.exceptions import StopRequested
-from rq.job import Job, JobStatus
+from rq.job import Dependency, Job, JobStatus
+from rq.rate_limit import RateLimit
 from rq.serializers import JSONSerializer
 
-from queuing import job_batch, jobs, notifications
+from queuing import job_batch, jobs, notifications, untrusted_jobs
 from queuing.lean_worker import LeanWorker
 from queuing.recovery import RecoveringWorker
 
@@ -127,8 +130,8 @@ def test_lean_worker_leaves_what_rq_simple_worker_leaves(connection):
 
 
 def test_lean_worker_takes_one_round_trip_per_job(connection):
-    """While jobs wait, each end script also starts the next job: one round trip per job,
-    plus the first start (bench/README.md)."""
+    """While jobs wait, each end also starts the next job: one round trip per job, plus
+    the first start, which first looks which job is at the head of the queue."""
     queue = jobs.json_queue(QUEUE, connection)
     with job_batch.JobBatch(queue, stream=STREAM) as batch:
         for number in range(1, 21):
@@ -146,7 +149,7 @@ def test_lean_worker_takes_one_round_trip_per_job(connection):
             calls.append(1)
             return original(self, *args, **kwargs)
 
-        worker._last_heartbeat = worker._last_suspension_check = float("inf")  # not due
+        worker._last_heartbeat = float("inf")  # not due
         AbstractConnection.send_packed_command = counted
         try:
             for _ in range(20):
@@ -154,7 +157,7 @@ def test_lean_worker_takes_one_round_trip_per_job(connection):
                 worker.execute_job(job, job_queue)
         finally:
             AbstractConnection.send_packed_command = original
-        assert len(calls) == 1 + 20
+        assert len(calls) == 2 + 20
         assert len(list(batch.events(block_ms=100))) == 40 * 3
 
 
@@ -186,19 +189,20 @@ def test_a_stop_signal_during_the_start_script_lets_the_started_job_run(connecti
                   {"phoneNumber": "4153518743", "message": "hi"}, job_id="1")
     worker = LeanWorker([queue], connection=connection, serializer=JSONSerializer)
     worker.register_birth()
-    start_job = worker._start_job
+    run_scripts = worker._scripts.run
 
-    def signalled_start(**kwargs):
+    def signalled_start(calls):
         worker.request_stop(signal.SIGTERM, None)  # as RQ's handler would
-        return start_job(**kwargs)
+        return run_scripts(calls)
 
-    worker._start_job = signalled_start
+    worker._scripts.run = signalled_start
     job, _queue = worker.dequeue_job_and_maintain_ttl(timeout=None)
     assert job.id == "1" and worker._stop_requested
     worker.execute_job(job, queue)
     assert job.get_status(refresh=True) == JobStatus.FINISHED
 
     worker._stop_requested = False
+    worker._head = "1"  # a stale look at the queue: the start script finds it empty
     with pytest.raises(StopRequested):
         worker.dequeue_job_and_maintain_ttl(timeout=None)  # nothing to start: it stops
     worker.register_death()
@@ -206,14 +210,10 @@ def test_a_stop_signal_during_the_start_script_lets_the_started_job_run(connecti
 
 class AfterAnIdleWait(LeanWorker):
     """Every job taken by RQ's own blocking dequeue, as after an idle wait: RQ's start,
-    then the end script (whose start of a next job looks at an empty list)."""
+    then the end script (with no start of a next job: no head of the queue is known)."""
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         return SimpleWorker.dequeue_job_and_maintain_ttl(self, timeout, max_idle_time)
-
-    def _start_request(self, queue):
-        request = super()._start_request(queue)
-        return request._replace(keys=["lean_compare:empty", *request.keys[1:]])
 
 
 def test_a_job_rq_dequeued_after_an_idle_wait_ends_as_rq_ends_it(connection):
@@ -224,3 +224,157 @@ def test_a_job_rq_dequeued_after_an_idle_wait_ends_as_rq_ends_it(connection):
     assert lean_run["statuses"] == rq_run["statuses"]
     assert lean_run["state"] == rq_run["state"]
     assert lean_run["running"] == rq_run["running"]
+
+
+# --- where RQ 3.0.0's own test suite found the lean worker differing from SimpleWorker ---
+
+RUNS = "lean_compare:runs"
+PARITY_JOBS = ",".join(f"tests.test_lean_worker.{name}" for name in
+                       ("record_run", "cancel_itself", "delete_itself", "suspend_workers"))
+
+
+def record_run() -> None:
+    """A job that notes that it ran, in order."""
+    job = get_current_job()
+    job.connection.rpush(RUNS, job.id)
+
+
+def cancel_itself() -> None:
+    get_current_job().cancel()
+
+
+def delete_itself() -> None:
+    get_current_job().delete()
+
+
+def suspend_workers() -> None:
+    """``rq suspend``, from inside a running job."""
+    suspension.suspend(get_current_job().connection)
+
+
+@pytest.fixture
+def parity_jobs(monkeypatch):
+    extra = os.environ.get(untrusted_jobs.EXTRA_ENV, "")
+    monkeypatch.setenv(untrusted_jobs.EXTRA_ENV, f"{extra},{PARITY_JOBS}")
+
+
+def _both_ways(connection, enqueue, **work) -> tuple[dict, dict]:
+    """What RQ's SimpleWorker and the lean worker leave (and the order they ran the jobs
+    in, under ``runs``) after ``enqueue(queue)`` and ``work(burst=True, **work)``."""
+    outcomes = []
+    for worker_class in (RecoveringWorker, LeanWorker):
+        connection.flushdb()  # a throwaway server of the test's own (conftest.redis_url)
+        queue = jobs.json_queue(QUEUE, connection)
+        enqueue(queue)
+        worker = worker_class([queue], connection=connection, serializer=JSONSerializer,
+                              name="compare")
+        worker.work(burst=True, **work)
+        state = _snapshot(connection)
+        state.pop(b"rq:worker:compare", None)  # one key less: compared below
+        outcomes.append({"runs": connection.lrange(RUNS, 0, -1), "state": state})
+    return outcomes[0], outcomes[1]
+
+
+def _assert_same(rq_run: dict, lean_run: dict) -> None:
+    assert lean_run["runs"] == rq_run["runs"]
+    assert lean_run["state"].keys() == rq_run["state"].keys()
+    for key, value in rq_run["state"].items():
+        assert lean_run["state"][key] == value, key
+
+
+def test_dependents_are_queued_before_the_next_job_starts(connection, parity_jobs):
+    """RQ queues a job's dependents before it takes the next job: one enqueued at the
+    front runs next."""
+    def enqueue(queue):
+        first = queue.enqueue(record_run, job_id="1")
+        queue.enqueue(record_run, job_id="2")
+        queue.enqueue(record_run, job_id="3",
+                      depends_on=Dependency(jobs=[first], enqueue_at_front=True))
+
+    rq_run, lean_run = _both_ways(connection, enqueue)
+    assert rq_run["runs"] == [b"1", b"3", b"2"]
+    _assert_same(rq_run, lean_run)
+
+
+def _rate_limited(queue) -> None:
+    limit = RateLimit(key="lean_compare", concurrency=1)
+    queue.enqueue(record_run, job_id="1", rate_limit=limit)
+    queue.enqueue(record_run, job_id="2", rate_limit=limit,  # held until 1 frees its slot
+                  at_front=True)
+    queue.enqueue(record_run, job_id="3")
+
+
+def test_a_rate_limit_slot_is_freed_before_the_next_job_starts(connection, parity_jobs):
+    rq_run, lean_run = _both_ways(connection, _rate_limited)
+    assert rq_run["runs"] == [b"1", b"2", b"3"]
+    _assert_same(rq_run, lean_run)
+
+
+def test_a_worker_that_stops_leaves_the_queue_as_rq_leaves_it(connection, parity_jobs):
+    """max_jobs=1: the jobs left queued (a promoted one first) are as RQ leaves them, with
+    no trace of a start."""
+    rq_run, lean_run = _both_ways(connection, _rate_limited, max_jobs=1)
+    assert rq_run["state"][b"rq:queue:lean_compare"][1] == [b"2", b"3"]
+    _assert_same(rq_run, lean_run)
+    rq_run, lean_run = _both_ways(connection, lambda queue: [
+        queue.enqueue(record_run, job_id=str(number)) for number in (1, 2)], max_jobs=1)
+    _assert_same(rq_run, lean_run)
+
+
+@pytest.mark.parametrize("job", [cancel_itself, delete_itself])
+def test_a_job_cancelled_or_deleted_while_it_runs_ends_as_rq_ends_it(connection, parity_jobs,
+                                                                     job):
+    def enqueue(queue):
+        queue.enqueue(job, job_id="1")
+        queue.enqueue(record_run, job_id="2")
+
+    rq_run, lean_run = _both_ways(connection, enqueue)
+    _assert_same(rq_run, lean_run)
+
+
+def test_a_worker_counts_a_job_cancelled_while_it_ran(connection, parity_jobs):
+    """The worker's counters and its index of executions, as RQ keeps them."""
+    counts = []
+    for worker_class in (RecoveringWorker, LeanWorker):
+        connection.flushdb()
+        queue = jobs.json_queue(QUEUE, connection)
+        queue.enqueue(cancel_itself, job_id="1")
+        worker = worker_class([queue], connection=connection, serializer=JSONSerializer)
+        worker.register_birth()
+        job, job_queue = worker.dequeue_job_and_maintain_ttl(timeout=None)
+        worker.execute_job(job, job_queue)
+        counts.append((connection.hget(worker.key, "successful_job_count"),
+                       connection.smembers(worker.executions_key)))
+        worker.register_death()
+    assert counts[1] == counts[0] == (b"1", set())
+
+
+@pytest.mark.parametrize("log_job_description", [True, False])
+def test_the_log_names_jobs_as_log_job_description_asks(connection, caplog,
+                                                        log_job_description):
+    lines = []
+    for worker_class in (RecoveringWorker, LeanWorker):
+        connection.flushdb()
+        queue = jobs.json_queue(QUEUE, connection)
+        queue.enqueue("builtins.len", [1, 2], job_id="1")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="rq.worker"):
+            worker_class([queue], connection=connection, serializer=JSONSerializer,
+                         name="compare", log_job_description=log_job_description
+                         ).work(burst=True)
+        lines.append([re.sub(r"in [\d:.]+s", "in <time>", record.getMessage())
+                      for record in caplog.records if "1" in record.getMessage()
+                      and "Job OK" not in record.getMessage()])
+    assert ("builtins.len([1, 2])" in " ".join(lines[0])) is log_job_description
+    assert lines[1] == lines[0]
+
+
+def test_a_job_queued_when_workers_are_suspended_waits_for_rq_resume(connection, parity_jobs):
+    """``rq suspend`` while a job runs: the next job is not started, as with RQ."""
+    def enqueue(queue):
+        queue.enqueue(suspend_workers, job_id="1")
+        queue.enqueue(record_run, job_id="2")
+
+    rq_run, lean_run = _both_ways(connection, enqueue)
+    assert rq_run["runs"] == []
+    _assert_same(rq_run, lean_run)
