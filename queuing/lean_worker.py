@@ -53,7 +53,7 @@ from rq.utils import current_timestamp, now
 from rq.worker import WorkerStatus
 
 from queuing import job_events, lean_scripts
-from queuing.recovery import RecoveringWorker
+from queuing.recovery import RecoveringWorker, put_back
 from queuing.untrusted_jobs import fail_unreadable
 
 # The worker's heartbeat, at most this often while jobs flow.
@@ -314,7 +314,7 @@ class LeanWorker(RecoveringWorker):
             with suppress(redis.RedisError), self.connection.pipeline() as pipe:
                 pipe.multi()
                 self.cleanup_execution(job, pipeline=pipe, execution=execution)
-                self.queues[0].enqueue_job(job, pipeline=pipe, at_front=True)
+                put_back(self.queues[0], job, pipe)
                 pipe.execute()
         super().teardown()
 

@@ -132,7 +132,7 @@ def _recover_started(queue: Queue, done: Recovered) -> None:
             pipe.multi()  # one transaction, as RQ's enqueue_job wants its pipeline
             pipe.zrem(registry.key, f"{job_id}:{execution_id}")
             pipe.lrem(queue.intermediate_queue_key, 0, job_id)  # a multi-queue worker's
-            queue.enqueue_job(job, pipeline=pipe, at_front=True)
+            put_back(queue, job, pipe)
             pipe.execute()
         done.requeued.append(job_id)
     if to_fail:
@@ -161,9 +161,19 @@ def _recover_taken(queue: Queue, done: Recovered,
         with queue.connection.pipeline() as pipe:
             pipe.multi()
             pipe.lrem(queue.intermediate_queue_key, 1, job_id)
-            queue.enqueue_job(job, pipeline=pipe, at_front=True)
+            put_back(queue, job, pipe)
             pipe.execute()
         done.requeued.append(job_id)
+
+
+def put_back(queue: Queue, job: Job, pipeline: redis.client.Pipeline) -> None:
+    """``job`` back at the front of ``queue``, in ``pipeline``'s transaction, as RQ's
+    enqueue_job puts it there. A rate-limited job keeps the slot it holds: RQ's
+    enqueue_job would wait for a new one, and refuses a pipeline for it."""
+    if job.has_rate_limit:
+        queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+    else:
+        queue.enqueue_job(job, pipeline=pipeline, at_front=True)
 
 
 def _live_workers(queue: Queue, me: str) -> list[Worker]:

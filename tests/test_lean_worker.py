@@ -319,6 +319,11 @@ def test_a_worker_that_stops_leaves_the_queue_as_rq_leaves_it(connection, parity
     rq_run, lean_run = _both_ways(connection, lambda queue: [
         queue.enqueue(record_run, job_id=str(number)) for number in (1, 2)], max_jobs=1)
     _assert_same(rq_run, lean_run)
+    rq_run, lean_run = _both_ways(connection, lambda queue: [  # the next one rate-limited
+        queue.enqueue(record_run, job_id="1"),
+        queue.enqueue(record_run, job_id="2", rate_limit=RateLimit(key="lean", concurrency=1))],
+        max_jobs=1)
+    _assert_same(rq_run, lean_run)
 
 
 @pytest.mark.parametrize("job", [cancel_itself, delete_itself])
