@@ -19,7 +19,7 @@ import redis
 import rq
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.executions import Execution, ExecutionRegistry
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import current_timestamp, now, utcformat
@@ -97,6 +97,34 @@ def end_call(job: Job, worker: Any, execution: Execution, started_registry: str,
         fields = flat(event.fields())  # the stream entry job_events.write_events writes
         args += [11 + streams.index(stream), len(fields), *fields]
     return Call("end", keys, args)
+
+
+def started_job(worker: Any, fields: list[bytes], start: StartCall) -> Job:
+    """The job the start script started, from the hash it read, as RQ has it after
+    prepare_job_execution; its execution goes in the worker's. Raises what RQ's
+    Job.restore raises for a malformed hash."""
+    job = worker.job_class(start.job_id, connection=worker.connection,
+                           serializer=worker.serializer)
+    job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+    job._status = JobStatus.STARTED
+    job.worker_name, job.started_at, job.last_heartbeat = worker.name, start.at, start.at
+    job.redis_server_version = worker.get_redis_server_version()
+    execution = Execution(start.execution_id, start.job_id, worker.connection,
+                          worker_name=worker.name)
+    execution.created_at = execution.last_heartbeat = start.at
+    worker.executions[start.execution_id] = execution
+    return job
+
+
+def undo_start(worker: Any, job_id: str, execution_id: str) -> None:
+    """Undo the start script's execution records of a job that will not run."""
+    execution = Execution(execution_id, job_id, worker.connection)
+    with worker.connection.pipeline(transaction=True) as pipe:
+        pipe.delete(execution.key)
+        pipe.zrem(ExecutionRegistry.key_template.format(job_id), execution_id)
+        pipe.srem(worker.executions_key, execution.composite_key)
+        pipe.hset(worker.key, "state", "idle")
+        pipe.execute()
 
 
 class Scripts:

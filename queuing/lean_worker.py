@@ -1,34 +1,24 @@
 """An RQ SimpleWorker that does RQ's own bookkeeping of a job in one round trip.
 
-RQ's SimpleWorker talks to Redis about 23 times per job and packs and parses some 60
-commands in Python: that was ~90 % of a worker's time (bench/README.md). This worker
-writes the same things with two Lua scripts (lua/start_job.lua, lua/end_job.lua; their
-calls in lean_scripts.py):
+RQ's SimpleWorker talks to Redis about 23 times per job: that was ~90 % of a worker's
+time (bench/README.md). This worker writes the same with two Lua scripts (lua/; their
+calls in lean_scripts.py): **start** takes the job at the head of the queue and records
+it started (RQ's dequeue, ``prepare_execution``, ``prepare_job_execution``); **end**
+records it finished or failed (``handle_job_success``, ``handle_job_failure``) after the
+job's events (job_events.Outbox), so a creator never hears "completed" before RQ says
+so. The next job's start goes in the end's round trip, unless RQ would do something
+first: free the job's rate-limit slot, enqueue its dependents, or stop for ``rq
+suspend``. Each reply names the job then at the head of the queue, whose keys the next
+start passes in KEYS. Whatever is not the plain case is RQ's own code: an empty queue,
+retries, repeats, a stopped job, a ``Retry``, a TTL of 0, several queues, a job
+cancelled or deleted while it ran. Both scripts may run again after a lost reply.
 
-1. **start**: take the job at the head of the queue and record it started, as RQ's
-   dequeue, ``prepare_execution`` and ``prepare_job_execution`` do;
-2. **end**: record it finished or failed as RQ's ``handle_job_success`` or
-   ``handle_job_failure`` do, after the job's events (job_events.Outbox), so a creator
-   never hears "completed" before RQ says so. The start of the next waiting job goes in
-   the same round trip, unless the job has a rate limit (RQ frees its slot first) or
-   dependents (RQ enqueues them first), or ``rq suspend`` is on: one round trip per job.
-
-Each script reply names the job then at the head of the queue, so the next call can
-pass that job's keys in KEYS; a start that finds another job there is told its id.
-Jobs stay RQ jobs, in RQ's registries, seen by ``rq info`` and the dashboard. Whatever is
-not the plain case goes through RQ's own code: an empty queue (RQ's blocking dequeue),
-retries, repeats, a stopped job, a ``Retry`` result, a TTL of 0, several queues, a job
-cancelled or deleted while it ran. The worker's heartbeat runs once a second, not once
-per job. Both scripts can be run again after a reply lost to a Redis restart.
-
-Only with the RQ release the scripts restate (lean_scripts.RESTATED_RQ; workers.py).
-RQ 3.0.0's own test suite, run with this worker as its SimpleWorker, differs in four
-tests, all of the crash window between RQ's two start steps (a job moved to the
-intermediate queue, then started in a second transaction), which the start script
-removes by doing both in one: ``test_dequeue_moves_job_to_intermediate_queue``-style
-tests that look for the job in the intermediate queue between the steps, and the
-intermediate-queue clean-up tests that need a job left there by a worker that died
-between them (recovery.py still recovers such jobs of RQ's own workers).
+Used only with the RQ release the scripts restate (lean_scripts.RESTATED_RQ; workers.py).
+tests/test_lean_worker.py compares it with SimpleWorker. RQ 3.0.0's own suite, run with
+this worker as its SimpleWorker (tools/rq_suite), passes but for tests of a crash window
+the start script removes by design: RQ moves a job to the intermediate queue, then starts
+it in a second transaction; tests that look for a job left in between (or clean one up
+after a worker died there) find none, as the lean start does both at once.
 """
 
 from __future__ import annotations
@@ -41,7 +31,7 @@ from typing import Any
 import redis
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.exceptions import StopRequested
-from rq.executions import Execution, ExecutionRegistry
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.logutils import blue, green
 from rq.queue import Queue
@@ -141,20 +131,12 @@ class LeanWorker(RecoveringWorker):
             self._fail_unreadable(job_id, error)
         if outcome != "started":
             return outcome, None
-        job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
         try:
-            job.restore(dict(zip(reply[2][::2], reply[2][1::2], strict=True)))
+            job = lean_scripts.started_job(self, reply[2], start)
         except Exception as error:  # a malformed hash (untrusted_jobs.py): fail it, go on
-            self._unregister_execution(job_id, start.execution_id)
+            lean_scripts.undo_start(self, job_id, start.execution_id)
             self._fail_unreadable(job_id, error, started_as=f"{job_id}:{start.execution_id}")
             return "unreadable", None
-        job._status = JobStatus.STARTED
-        job.worker_name, job.started_at, job.last_heartbeat = self.name, start.at, start.at
-        job.redis_server_version = self.get_redis_server_version()
-        execution = Execution(start.execution_id, job_id, self.connection,
-                              worker_name=self.name)
-        execution.created_at = execution.last_heartbeat = start.at
-        self.executions[start.execution_id] = execution
         self._state = WorkerStatus.BUSY
         if self.log_job_description:  # as RQ's dequeue_job_and_maintain_ttl logs it
             self.log.info("Worker %s: %s: %s (%s)", self.name, green(queue.name),
@@ -168,16 +150,6 @@ class LeanWorker(RecoveringWorker):
         reason = fail_unreadable(self.queues[0], job_id, error, started_as=started_as)
         if reason is not None:
             self.report_unreadable(job_id, reason)
-
-    def _unregister_execution(self, job_id: str, execution_id: str) -> None:
-        """Undo the start script's execution records of a job that will not run."""
-        execution = Execution(execution_id, job_id, self.connection)
-        with self.connection.pipeline(transaction=True) as pipe:
-            pipe.delete(execution.key)
-            pipe.zrem(ExecutionRegistry.key_template.format(job_id), execution_id)
-            pipe.srem(self.executions_key, execution.composite_key)
-            pipe.hset(self.key, "state", WorkerStatus.IDLE)
-            pipe.execute()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """SimpleWorker.execute_job, holding the job's events for the end script. A job
@@ -244,22 +216,20 @@ class LeanWorker(RecoveringWorker):
                            exc_string: str = "", execution: Execution | None = None) -> None:
         """RQ's handle_job_failure, in the end script, for a job that is not retried, not
         stopped on request, and whose failure RQ's default handler records."""
-        ttl = job.failure_ttl
-        registry_ttl = DEFAULT_FAILURE_TTL if ttl is None else ttl  # FailedJobRegistry.add
-        if (self._outbox is None or execution is None or job.should_retry or ttl == 0
+        ttl, ended = job.failure_ttl, False
+        if not (self._outbox is None or execution is None or job.should_retry or ttl == 0
                 or self._stopped_job_id == job.id or self.disable_default_exception_handler):
-            ended = False
-        else:
             result = Result(job.id, Result.Type.FAILED, self.connection, exc_string=exc_string,
                             worker_name=self.name, serializer=job.serializer,
                             execution_id=execution.id, execution_started_at=execution.created_at,
                             execution_ended_at=job.ended_at)
-            score = registry_ttl if registry_ttl < 0 else current_timestamp() + registry_ttl
+            registry_ttl = DEFAULT_FAILURE_TTL if ttl is None else ttl  # FailedJobRegistry.add
             job._status = JobStatus.FAILED
             try:
                 ended = self._end(job, queue, execution, FailedJobRegistry, result,
-                                  result_ttl=ttl, ttl=registry_ttl, score=score,
-                                  counter="failed_job_count")
+                                  result_ttl=ttl, ttl=registry_ttl, counter="failed_job_count",
+                                  score=registry_ttl if registry_ttl < 0
+                                  else current_timestamp() + registry_ttl)
             except Exception:  # as RQ: log it; RQ's clean-up finds the job later
                 self.log.exception("Worker %s: failed to persist failure of job %s",
                                    self.name, job.id)
@@ -320,16 +290,13 @@ class LeanWorker(RecoveringWorker):
 
     # --- between jobs ------------------------------------------------------------------
 
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         """RQ's heartbeat; the one RQ sends after every job is sent once a second."""
-        if timeout is None and pipeline is None:
+        if not args and not kwargs:
             if time.monotonic() - self._last_heartbeat < HOUSEKEEPING_SECONDS:
                 return
             self._last_heartbeat = time.monotonic()
-            with suppress(redis.ConnectionError, redis.TimeoutError):  # RQ's dequeue waits
-                super().heartbeat(timeout, pipeline)
-            return
-        super().heartbeat(timeout, pipeline)
+        super().heartbeat(*args, **kwargs)
 
     def check_for_suspension(self, burst: bool) -> None:
         """RQ's ``rq suspend`` check, in the start script instead (it starts nothing while

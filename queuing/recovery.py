@@ -226,11 +226,9 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
 
     def through_restarts(self, call: Callable[..., Any], *args: Any, stoppable: bool = False,
                          **kwargs: Any) -> Any:
-        """``call(*args, **kwargs)``; when Redis goes away (a restart), print the course's
-        not-connected line, wait for it and call again, so that the job in hand is
-        recorded rather than left "started" by a worker that quit. Only for calls that
-        may run twice (a reply lost after the write). A stop signal ends the wait for a
-        ``stoppable`` call (nothing to record yet)."""
+        """``call(*args, **kwargs)``, again once Redis is back from a restart (the course's
+        lines meanwhile), so a job in hand is recorded, not left "started" by a worker that
+        quit. Only for calls that may run twice. A stop ends a ``stoppable`` wait."""
         while True:
             try:
                 return call(*args, **kwargs)
@@ -265,11 +263,11 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
         self.through_restarts(super().check_for_suspension, burst, stoppable=True)
 
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
-        if not args and not kwargs:  # between jobs: RQ's dequeue waits for Redis itself
-            with suppress(redis.ConnectionError, redis.TimeoutError):
-                self._heartbeat()
+        if args or kwargs:
+            self._heartbeat(*args, **kwargs)
             return
-        self._heartbeat(*args, **kwargs)
+        with suppress(redis.ConnectionError, redis.TimeoutError):  # RQ's dequeue waits for it
+            self._heartbeat()
 
     def _heartbeat(self, *args: Any, **kwargs: Any) -> None:
         super().heartbeat(*args, **kwargs)

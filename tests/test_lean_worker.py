@@ -20,6 +20,7 @@ import signal
 from typing import Any
 
 import pytest
+import rq
 from redis.connection import AbstractConnection
 from rq import SimpleWorker, get_current_job, suspension
 from rq.exceptions import StopRequested
@@ -27,7 +28,7 @@ from rq.job import Dependency, Job, JobStatus
 from rq.rate_limit import RateLimit
 from rq.serializers import JSONSerializer
 
-from queuing import job_batch, jobs, notifications, untrusted_jobs
+from queuing import job_batch, jobs, notifications, settings, untrusted_jobs, workers
 from queuing.lean_worker import LeanWorker
 from queuing.recovery import RecoveringWorker
 
@@ -383,3 +384,16 @@ def test_a_job_queued_when_workers_are_suspended_waits_for_rq_resume(connection,
     rq_run, lean_run = _both_ways(connection, enqueue)
     assert rq_run["runs"] == []
     _assert_same(rq_run, lean_run)
+
+
+@pytest.mark.parametrize(("rq_version", "setting", "lean"), [
+    ("3.0.0", "", True), ("3.0.7", "on", True), ("3.0.0", "off", False),
+    ("3.1.0", "", False), ("4.0.0", "on", False)])
+def test_the_processors_use_the_lean_worker_only_where_it_is_proven(monkeypatch, rq_version,
+                                                                    setting, lean):
+    """With the RQ release its scripts restate and LEAN_WORKER on; else RQ's own code."""
+    monkeypatch.setattr(rq, "__version__", rq_version)
+    monkeypatch.setenv(settings.LEAN_WORKER_ENV, setting)
+    worker_class = workers.processor_worker_class()
+    assert issubclass(worker_class, LeanWorker) is lean
+    assert issubclass(worker_class, RecoveringWorker)
