@@ -124,18 +124,25 @@ _RUNS_JOB_WORKERS = re.compile(r"job_processor|105_worker|make_worker|run_worker
 _helpers: dict[str, set[str]] = {}
 
 
+def _source(function: object) -> str:
+    try:
+        return inspect.getsource(inspect.unwrap(function))  # hypothesis wraps its tests
+    except (OSError, TypeError):
+        return ""
+
+
 def _job_worker_helpers(module: ModuleType) -> set[str]:
     """The module's own functions that start job workers (a test may call one)."""
     if module.__name__ not in _helpers:
         _helpers[module.__name__] = {
             name for name, function in inspect.getmembers(module, inspect.isfunction)
             if function.__module__ == module.__name__ and not name.startswith("test_")
-            and _RUNS_JOB_WORKERS.search(inspect.getsource(function))}
+            and _RUNS_JOB_WORKERS.search(_source(function))}
     return _helpers[module.__name__]
 
 
 def _runs_job_workers(metafunc: pytest.Metafunc) -> bool:
-    text = inspect.getsource(metafunc.function) + "".join(
+    text = _source(metafunc.function) + "".join(
         repr(mark.args) for mark in metafunc.definition.iter_markers("parametrize"))
     return bool(_RUNS_JOB_WORKERS.search(text)) or any(
         re.search(rf"\b{name}\b", text) for name in _job_worker_helpers(metafunc.module))
