@@ -2,8 +2,8 @@
 -- the Finished- or FailedJobRegistry, Job.cleanup, executions.cleanup_execution, the
 -- worker's counters), after the job's events, which come ready-made: job_events.py
 -- makes their fields. Run again after a reply lost to a restart, it writes nothing.
--- A job that is no longer "started" (cancelled, deleted or requeued while it ran) is
--- not ended here: the caller lets RQ's own code end it.
+-- A job that is no longer "started" (cancelled, deleted or requeued while it ran) gets
+-- its events only: the caller lets RQ's own code end it.
 --
 -- KEYS[1]      the job's hash
 -- KEYS[2]      the worker
@@ -29,7 +29,7 @@
 -- ARGV[10...]  the job's fields, then m and the result entry's m fields, then for each
 --              event: the index of its stream in KEYS, k, and its k fields
 -- Returns {outcome, how many dependents the job has}: outcome is ended, ended_before,
--- or not_started (nothing written).
+-- or not_started (only the events written).
 
 local job, worker, worker_executions, started_registry = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local end_registry, results, execution, job_executions = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -55,9 +55,6 @@ if last then
     end
   end
 end
-if redis.call('HGET', job, 'status') ~= 'started' then
-  return {'not_started', 0}
-end
 
 local job_fields, at = counted(9)
 local result_fields
@@ -70,6 +67,9 @@ while at <= #ARGV do
   redis.call('XADD', stream, '*', unpack(fields))
 end
 for i = 11, #KEYS do redis.call('EXPIRE', KEYS[i], events_ttl) end
+if redis.call('HGET', job, 'status') ~= 'started' then
+  return {'not_started', 0}
+end
 -- Job.set_status and Job.save (the fields that changed since the start).
 redis.call('HSET', job, unpack(job_fields))
 -- Result.save
