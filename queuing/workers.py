@@ -126,7 +126,7 @@ class ProcessorBehaviour:
     queue_class = StoppableQueue
 
     def __init__(self, *args: Any, job_label: str = NOTIFICATION_JOB, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         self.shutdown_grace = shutdown_grace()
         self.job_label = job_label
         self.log = _CourseLines(self.log, {"worker": self})
