@@ -10,6 +10,7 @@ events go (its reply stream) and reads them back.
 
 import common
 from queuing import jobs, notifications
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 
@@ -20,7 +21,7 @@ JOB_DATA = {
 
 
 def main() -> None:
-    connection = jobs.rq_connection(socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    connection = rq_client(socket_timeout=LISTEN_SOCKET_TIMEOUT)
     common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection)
     with JobBatch(queue) as batch:

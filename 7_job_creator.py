@@ -13,6 +13,7 @@ from functools import partial
 
 import common
 from queuing import jobs, notifications
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 
@@ -35,7 +36,7 @@ event_line = partial(notifications.lifecycle_line, id_prefix="#")
 
 
 def main() -> None:
-    connection = jobs.rq_connection(socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    connection = rq_client(socket_timeout=LISTEN_SOCKET_TIMEOUT)
     common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     with JobBatch(queue) as batch:

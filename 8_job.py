@@ -17,6 +17,7 @@ from rq import Queue
 
 import common
 from queuing import jobs, notifications
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_3
 from queuing.fast_enqueue import require_json_queue
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
@@ -60,7 +61,7 @@ def print_job_events(batch: JobBatch) -> None:
 
 
 def main() -> None:
-    connection = jobs.rq_connection(socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    connection = rq_client(socket_timeout=LISTEN_SOCKET_TIMEOUT)
     common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_3, connection)
     job_list = [

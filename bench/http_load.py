@@ -35,6 +35,7 @@ import redis
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from queuing import jobs, stock
+from queuing.connection import rq_client
 from queuing.constants import AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY, RESERVE_SEAT_QUEUE
 from queuing.local_redis import configured_or_throwaway, free_port
 
@@ -173,7 +174,7 @@ def bench_stock(url: str, client: redis.Redis, workers: int, threads: int, secon
 
 def bench_seats(url: str, client: redis.Redis, workers: int, threads: int, seconds: int,
                 lua: str) -> dict[str, Any]:
-    rq = jobs.rq_connection(url)
+    rq = rq_client(url)
     queue = jobs.json_queue(RESERVE_SEAT_QUEUE, rq)
     finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
     with granian("queuing.seats:create_app", url, workers, threads) as base:

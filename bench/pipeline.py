@@ -49,6 +49,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 
 import roundtrips
 from queuing import console, jobs, notifications
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent
@@ -176,7 +177,7 @@ def profiled(path: Path | str | None) -> Iterator[None]:
 def enqueue_phase(url: str, control: redis.Redis, jobs_count: int, memory_at: int,
                   out: TextIO, profile: str | None = None) -> dict[str, Any]:
     """Enqueue through the creator's code with no worker; memory per pending job."""
-    queue = jobs.json_queue(QUEUE, jobs.rq_connection(url))
+    queue = jobs.json_queue(QUEUE, rq_client(url))
     before = control.info("memory")["used_memory"]
     with contextlib.redirect_stdout(out), JobBatch(queue) as batch, \
             profiled(profile and Path(profile, "enqueue.txt")):
@@ -262,7 +263,7 @@ def pipeline_phase(url: str, control: redis.Redis, count: int, out: TextIO,
                    errors: TextIO, counting: str | None = None,
                    profile: str | None = None) -> dict[str, Any]:
     """7_job_processor.py in its own process, the creator here; checked, timed, measured."""
-    connection = jobs.rq_connection(url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    connection = rq_client(url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
     queue = jobs.json_queue(QUEUE, connection)
     if Worker.count(connection=control, queue=queue):
         raise RuntimeError(f"workers already listen on {QUEUE}: stop them first")
@@ -307,7 +308,7 @@ def pipeline_phase(url: str, control: redis.Redis, count: int, out: TextIO,
 
 def plain_rq_phase(url: str, control: redis.Redis, count: int) -> dict[str, Any]:
     """Two stock SimpleWorker processes, the same function and data, no ids or events."""
-    queue = jobs.json_queue(QUEUE, jobs.rq_connection(url))
+    queue = jobs.json_queue(QUEUE, rq_client(url))
     command = [sys.executable, "-m", "rq.cli", "worker", "--quiet", "--path", str(ROOT),
                "--worker-class", "rq.worker.SimpleWorker", "--serializer", "json", QUEUE]
     # RQ logs a traceback for each failed job (910 of 5,000): they go nowhere.

@@ -10,6 +10,7 @@ from flask import Flask
 from rq.serializers import JSONSerializer
 
 from queuing import jobs, notifications
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import JobBatch
 
@@ -30,7 +31,7 @@ def dashboard(redis_url: str, monkeypatch):
 
 
 def test_the_dashboard_lists_batched_jobs_with_their_names(redis_url, monkeypatch):
-    connection = jobs.rq_connection(redis_url)
+    connection = rq_client(redis_url)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     with JobBatch(queue) as batch:
         [job_id] = batch.add_many(notifications.push_tracked_notification, [(DATA,)])

@@ -25,6 +25,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import DefaultSerializer
 
 from queuing import fast_enqueue, job_batch, job_events, jobs, notifications, workers
+from queuing.connection import rq_client
 from queuing.constants import JOB_EVENTS_PREFIX, JOB_ID_KEY, PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import JobBatch
 from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent
@@ -46,7 +47,7 @@ SAME_JSON = {b"data", b"meta"}
 
 @pytest.fixture
 def connection(redis_url):
-    client = jobs.rq_connection(redis_url, socket_timeout=job_batch.LISTEN_SOCKET_TIMEOUT)
+    client = rq_client(redis_url, socket_timeout=job_batch.LISTEN_SOCKET_TIMEOUT)
     yield client
     client.close()
 
@@ -167,7 +168,7 @@ def run_with_plain_rq_worker(redis_url: str) -> None:
 
 
 def run_with_our_processor(redis_url: str) -> None:
-    connection = jobs.rq_connection(redis_url)
+    connection = rq_client(redis_url)
     workers.make_worker(PUSH_NOTIFICATION_QUEUE_2, connection).work(
         burst=True, logging_level="ERROR")
 
@@ -209,7 +210,7 @@ def test_ids_are_consecutive_and_never_reused_by_two_concurrent_creators(redis_u
     taken: dict[str, list[list[str]]] = {}
 
     def creator(name: str) -> None:
-        client = jobs.rq_connection(redis_url)
+        client = rq_client(redis_url)
         queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, client)
         batch = JobBatch(queue)
         taken[name] = []
@@ -278,8 +279,9 @@ ENDLESS_CREATOR = f"""
 import itertools, common
 from queuing import jobs, notifications
 from queuing.job_batch import JobBatch
+from queuing.connection import rq_client
 def main():
-    queue = jobs.json_queue({PUSH_NOTIFICATION_QUEUE_2!r}, jobs.rq_connection())
+    queue = jobs.json_queue({PUSH_NOTIFICATION_QUEUE_2!r}, rq_client())
     with JobBatch(queue) as batch:
         notifications.create_notification_jobs(
             batch, itertools.repeat({SENT!r}), notifications.push_tracked_notification)

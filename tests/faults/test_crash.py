@@ -17,6 +17,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.serializers import JSONSerializer
 
 from queuing import jobs, recovery, seats
+from queuing.connection import rq_client
 from queuing.constants import (
     AVAILABLE_SEATS_KEY,
     PUSH_NOTIFICATION_QUEUE_2,
@@ -36,7 +37,7 @@ HELD = (450, 451)  # these jobs wait for the gate: each worker is in the middle 
 
 @pytest.fixture
 def connection(redis_url):
-    client = jobs.rq_connection(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    client = rq_client(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
     yield client
     client.close()
 

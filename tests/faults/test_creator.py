@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from queuing import job_batch, job_events, jobs, notifications
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import JobBatch
 from queuing.job_events import FAILED, JobEvent
@@ -58,7 +59,7 @@ def test_a_creator_rides_out_a_stall_of_redis_and_queues_each_job_once(redis_url
     jobs with a 0.3 s socket timeout: it times out, retries, and ends with every job
     queued exactly once."""
     admin = redis.Redis.from_url(redis_url)
-    connection = jobs.rq_connection(redis_url, socket_timeout=0.3)
+    connection = rq_client(redis_url, socket_timeout=0.3)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     admin.execute_command("CLIENT", "PAUSE", 2000, "WRITE")
     with JobBatch(queue) as batch:

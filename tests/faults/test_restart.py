@@ -17,7 +17,7 @@ from collections import Counter
 from rq import Worker
 
 from queuing import job_batch, job_events, jobs, notifications
-from queuing.connection import CONNECTED
+from queuing.connection import CONNECTED, rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.local_redis import RedisServer, RedisServerNotFound
 from tests import fault_jobs
@@ -52,7 +52,7 @@ def test_a_redis_restart_loses_nothing_and_everyone_carries_on(tmp_path):
     except RedisServerNotFound as error:
         skip_unless_ci(str(error))
     url, gate = server.url, tmp_path / "gate"
-    connection = jobs.rq_connection(url)
+    connection = rq_client(url)
     running: list[Script] = []
     worker_pids: list[int] = []  # known while Redis is up, for the clean-up
     try:
@@ -126,7 +126,7 @@ def test_a_redis_restart_while_jobs_flow_leaves_no_job_started(tmp_path):
         server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
     except RedisServerNotFound as error:
         skip_unless_ci(str(error))
-    connection = jobs.rq_connection(server.url)
+    connection = rq_client(server.url)
     processor = Script("7_job_processor", server.url)
     try:
         wait_until(lambda: Worker.count(connection=connection) == 2, "processor 7's workers")

@@ -12,6 +12,7 @@ import redis
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from queuing import jobs
+from queuing.connection import rq_client
 from queuing.constants import AVAILABLE_SEATS_KEY, RESERVE_SEAT_QUEUE, SEAT_JOBS_KEY
 from tests.processes import wait_until
 from tests.servers import Server, http_get
@@ -28,7 +29,7 @@ KILL_AFTER_SECONDS = (0.0, 0.02, 0.05, 0.1, 0.2)
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_a_seat_server_killed_mid_processing_loses_and_doubles_nothing(redis_url, real_redis,
                                                                         running, trial):
-    rq_connection = jobs.rq_connection(redis_url)
+    rq_connection = rq_client(redis_url)
     queue = jobs.json_queue(RESERVE_SEAT_QUEUE, rq_connection)
     first = Server.script("100_seat", redis_url)
     running.append(first)

@@ -17,6 +17,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 
 from queuing import jobs
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE
 from queuing.local_redis import RedisServer, RedisServerNotFound, TlsFiles
 from tests.processes import Script, run_script, skip_unless_ci
@@ -41,7 +42,7 @@ class Exploit:
 
 
 def test_a_planted_pickle_runs_nothing_and_the_processor_goes_on(redis_url, tmp_path):
-    connection = jobs.rq_connection(redis_url)
+    connection = rq_client(redis_url)
     marker = tmp_path / "pwned"
     # RQ's default serializer is pickle: this is the job an attacker (or a misconfigured
     # producer) puts in our queue.
@@ -112,7 +113,7 @@ def test_scripts_and_servers_work_through_a_secured_redis_url(use_tls, tls_files
         result = run_script("0_redis_client", url)
         assert (result.returncode, result.stdout) == (0, "Redis client connected to the server\n")
 
-        connection = jobs.rq_connection(url)
+        connection = rq_client(url)
         processor = start_processor("6_job_processor", url, connection, workers=1,
                                     RQ_VERBOSE="1")
         running.append(processor)

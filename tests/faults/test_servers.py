@@ -18,7 +18,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from queuing import jobs, stock, web
+from queuing import jobs, stock
+from queuing.connection import rq_client, server_client
 from queuing.constants import RESERVE_SEAT_QUEUE
 from tests.servers import Server, http_get, wait_for_lines
 
@@ -59,7 +60,7 @@ def test_a_redis_stall_takes_no_unit_it_does_not_confirm(redis_server):
     for 6 units; now nothing is taken after the deadline, and the 503s took nothing."""
     redis_server.start()
     observer = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client = web.web_client(redis_server.url, socket_timeout=0.5)
+    client = server_client(redis_server.url, socket_timeout=0.5)
     client.connection_pool.connection_kwargs["retry"] = Retry(
         _LastRetry(cap=0.1, base=0.02), 2)
     _LastRetry.requests, _LastRetry.count = 3, 0
@@ -199,7 +200,7 @@ def test_hostile_and_malformed_seat_jobs_fail_with_one_line_and_the_sale_goes_on
     the reserve_seat queue: each fails with the course's line, and the seat worker (which
     used to crash-loop on the second) goes on selling."""
     server = start(running, Server.script("100_seat", redis_url))
-    connection = jobs.rq_connection(redis_url)
+    connection = rq_client(redis_url)
     queue = jobs.json_queue(RESERVE_SEAT_QUEUE, connection)
     marker = tmp_path / "ran"
     hostile = queue.enqueue("os.system", f"touch {marker}")

@@ -11,6 +11,7 @@ from rq import Worker
 from rq.registry import StartedJobRegistry
 
 from queuing import jobs
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.job_events import FAILED
@@ -23,7 +24,7 @@ LONG_JOB_SECONDS = 120  # far longer than any failure timeout below
 
 @pytest.fixture
 def connection(redis_url):
-    client = jobs.rq_connection(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    client = rq_client(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
     yield client
     client.close()
 

@@ -10,6 +10,7 @@ from rq import Callback, Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from queuing import job_events, jobs
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import JobBatch
 from tests.scripts.test_jobs import start_processor, wait_until
@@ -25,7 +26,7 @@ POISON = [("result_ttl", "abc"), ("timeout", "x"), ("created_at", "bad"),
 
 
 def queue_for(redis_url):
-    connection = jobs.rq_connection(redis_url)
+    connection = rq_client(redis_url)
     return connection, jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
 
 

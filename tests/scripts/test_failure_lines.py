@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from queuing import jobs
+from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE, SMS_QUEUE
 from queuing.local_redis import free_port
 from tests.local_http import StubTwilio
@@ -23,7 +24,7 @@ TWILIO = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN,
 
 @pytest.fixture
 def connection(redis_url):
-    client = jobs.rq_connection(redis_url)
+    client = rq_client(redis_url)
     yield client
     client.close()
 

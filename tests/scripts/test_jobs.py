@@ -14,6 +14,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from queuing import jobs, notifications
+from queuing.connection import rq_client
 from queuing.constants import JOB_EVENTS_PREFIX, PUSH_NOTIFICATION_QUEUE, PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from tests.processes import Script, load_script, run_script, wait_until
@@ -29,7 +30,7 @@ SENT_7 = [f"Sending notification to {data['phoneNumber']}, with message: {data['
 
 @pytest.fixture
 def connection(redis_url):
-    client = jobs.rq_connection(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    client = rq_client(redis_url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
     yield client
     client.close()
 

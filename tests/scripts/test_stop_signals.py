@@ -22,6 +22,7 @@ import redis
 from rq import Queue, Worker
 
 from queuing import jobs
+from queuing.connection import rq_client
 from queuing.constants import (
     PUSH_NOTIFICATION_QUEUE,
     PUSH_NOTIFICATION_QUEUE_2,
@@ -66,7 +67,7 @@ def trial(redis_url: str, key: str, when: float | str, use_sigterm: bool,
     args, queue_name, started_line = SCRIPTS[key]
     env = dict(NO_TWILIO, PYTHONUNBUFFERED="1") if unbuffered else dict(NO_TWILIO)
     terminal = Terminal(key.split()[0], redis_url, *args, **env)
-    connection = jobs.rq_connection(redis_url)
+    connection = rq_client(redis_url)
     try:
         wait_until(lambda: script_started(terminal), "the script started")
         if isinstance(when, float | int):
@@ -124,7 +125,7 @@ def python_with_sigint_ignored(script: str) -> list[str]:
 def test_a_processor_started_with_sigint_ignored_keeps_it_ignored_and_stops_on_sigterm(
         redis_url, name, workers):
     queue_name = PUSH_NOTIFICATION_QUEUE if workers == 1 else PUSH_NOTIFICATION_QUEUE_2
-    connection = jobs.rq_connection(redis_url)
+    connection = rq_client(redis_url)
     terminal = Terminal(name, redis_url, argv=python_with_sigint_ignored(f"{name}.py"))
     try:
         wait_until(lambda: workers_on(connection, queue_name) == workers, "its workers")
