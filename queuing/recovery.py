@@ -1,28 +1,23 @@
 """Jobs whose worker died (SIGKILL, OOM, a lost machine): run them again, at once.
 
-RQ leaves such a job "started" until its entry in the StartedJobRegistry expires (about
-90 s after it started) and some worker's maintenance (every 10 minutes) finds it; then
-it fails the job, re-running it only if it had a ``Retry``. Kue lost such jobs outright.
+RQ leaves such a job "started" until its StartedJobRegistry entry expires (~90 s) and
+some worker's maintenance (every 10 minutes) fails it, re-running it only with a
+``Retry``; Kue lost such jobs outright. Here a worker's maintenance (at its start, then
+RQ's) and its heartbeat first put started jobs whose worker is known to be dead back at
+the front of their queue: every job of ours is **at least once** (a seat job takes at
+most one seat per job id; a notification may be sent twice only if its worker died
+between sending it and RQ recording its end). A job that killed its worker
+``MAX_ABANDONED_RUNS`` times is failed instead, by RQ's own clean-up (its failure callback
+tells the creator why), so a job that crashes every worker cannot loop.
 
-Here a worker's maintenance, which RQ runs when a worker starts and every 10 minutes
-after, first looks for started jobs whose worker is known to be dead and puts them back
-at the front of their queue: every job of ours is **at least once**. The job functions
-are written for that: a seat job takes at most one seat per job id (seats.py), and a
-notification may be sent a second time only if its worker died after sending it and
-before RQ recorded the job as finished. A job that killed its worker
-``MAX_ABANDONED_RUNS`` times is failed instead, with RQ's own clean-up (its failure
-callback tells the creator why), so a job that crashes every worker cannot loop.
-
-A worker is known to be dead when its lease has lapsed and it no longer listens on its
-RQ command channel. Every worker of ours keeps a lease in Redis (``queuing:lease:NAME``),
-renewed every few seconds and expiring by Redis's clock, and every RQ worker listens on
-its command channel while it lives: both are Redis's view, so they hold for a worker on
-any host, and neither rests on a hostname or a PID (a restarted container's processor
-has the dead one's PID 1). A job counts as its worker's from the moment RQ puts it in
-the started registry, whether or not RQ got to mark it started (a kill between RQ's two
-start steps leaves it "queued" there). Jobs a dead worker had taken from the queue but
-not yet put in the started registry (RQ's "intermediate queue") go back to the queue
-when no live worker listens on it.
+A worker is known to be dead when its lease (``queuing:lease:NAME``, renewed every few
+seconds, expiring by Redis's clock) has lapsed and it no longer listens on its RQ command
+channel: Redis's view, true for a worker on any host, resting on no hostname or PID. A
+job counts as its worker's from the moment RQ puts it in the started registry (a kill
+between RQ's two start steps leaves it "queued" there). Jobs a dead worker had taken
+from the queue but not started (RQ's "intermediate queue") go back when no live worker
+listens on it. RecoveringWorker also waits through a Redis restart where RQ's own worker
+would quit with a job in hand.
 """
 
 from __future__ import annotations
@@ -94,16 +89,11 @@ def _text(value: str | bytes) -> str:
 
 def recover(queue: Queue, me: str = "", taken: bool = True,
             seen_taken: dict[str, float] | None = None) -> Recovered:
-    """Put back, or fail, the jobs of ``queue`` whose worker died; call it under the
-    queue's recovery lock, so two workers never recover the same job.
-
-    ``taken``: also the jobs taken off the queue and not started, when no other worker
-    lives. Only a worker that holds no such job of its own may ask for it: at its start,
-    or in RQ's maintenance, which runs before it takes a job (its heartbeat runs between
-    taking a job and starting it). ``seen_taken`` (a worker's memory from one call to the
-    next): instead, the taken jobs still not started STUCK_SECONDS after this worker
-    first saw them, which no live worker leaves so long (it starts a job it takes within
-    milliseconds)."""
+    """Put back, or fail, the jobs of ``queue`` whose worker died, under the queue's
+    recovery lock. ``taken``: also the jobs taken and not started, when no other worker
+    lives (only a worker holding no such job may ask: at its start or in maintenance).
+    ``seen_taken`` (a worker's memory between calls): instead, those still not started
+    STUCK_SECONDS after it first saw them, which no live worker leaves so long."""
     done = Recovered()
     _recover_started(queue, done)
     if taken and not _live_workers(queue, me):
@@ -243,15 +233,33 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """SimpleWorker.execute_job, whose bookkeeping waits for Redis to come back."""
-        execution = self.through_restarts(self.prepare_execution, job)
+        execution, retried = None, False
+        while execution is None:
+            try:
+                if retried:  # a write whose reply was lost leaves an execution: drop it
+                    self._drop_executions_of(job)
+                execution = self.prepare_execution(job)
+            except (redis.ConnectionError, redis.TimeoutError):
+                wait_until_connected(self.connection, quiet=True)
+                retried = True
         self.perform_job(job, queue, execution)
         self.through_restarts(self.set_state, WorkerStatus.IDLE)
 
-    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        self.through_restarts(super().prepare_job_execution, job, remove_from_intermediate_queue)
+    def _drop_executions_of(self, job: Job) -> None:
+        for member in self.connection.smembers(self.executions_key):
+            composite = _text(member)
+            if composite.startswith(f"{job.id}:"):
+                execution = Execution.from_composite_key(composite, self.connection)
+                execution.worker_name = self.name
+                with self.connection.pipeline() as pipe:
+                    execution.delete(job=job, pipeline=pipe)
+                    pipe.execute()
 
-    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        self.through_restarts(super().handle_execution_ended, job, queue, heartbeat_ttl)
+    def prepare_job_execution(self, *args: Any, **kwargs: Any) -> None:
+        self.through_restarts(super().prepare_job_execution, *args, **kwargs)
+
+    def handle_execution_ended(self, *args: Any, **kwargs: Any) -> None:
+        self.through_restarts(super().handle_execution_ended, *args, **kwargs)
 
     def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
         self.through_restarts(super().handle_job_success, *args, **kwargs)
