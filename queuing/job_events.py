@@ -28,7 +28,7 @@ from rq import get_current_job
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 
-from queuing.connection import wait_until_connected
+from queuing.connection import text, wait_until_connected
 from queuing.constants import (
     JOB_EVENTS_TTL_SECONDS,
 )
@@ -61,14 +61,10 @@ class JobEvent:
     @classmethod
     def from_fields(cls, fields: dict) -> JobEvent:
         """Read a stream entry, whether the client decodes replies or not."""
-        text = {_text(k): _text(v) for k, v in fields.items()}
-        progress = text.get(PROGRESS)
-        return cls(text["job"], text["event"],
-                   int(progress) if progress is not None else None, text.get("error", ""))
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        read = {text(k): text(v) for k, v in fields.items()}
+        progress = read.get(PROGRESS)
+        return cls(read["job"], read["event"],
+                   int(progress) if progress is not None else None, read.get("error", ""))
 
 
 def publish(connection: redis.Redis, reply_to: str, event: JobEvent) -> None:

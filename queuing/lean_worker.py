@@ -43,7 +43,8 @@ from rq.utils import current_timestamp, now
 from rq.worker import WorkerStatus
 
 from queuing import job_events, lean_scripts
-from queuing.recovery import RecoveringWorker, put_back
+from queuing.recovering_worker import RecoveringWorker
+from queuing.recovery import put_back
 from queuing.untrusted_jobs import fail_unreadable
 
 # The worker's heartbeat, at most this often while jobs flow.

@@ -16,31 +16,25 @@ channel: Redis's view, true for a worker on any host, resting on no hostname or 
 job counts as its worker's from the moment RQ puts it in the started registry (a kill
 between RQ's two start steps leaves it "queued" there). Jobs a dead worker had taken
 from the queue but not started (RQ's "intermediate queue") go back when no live worker
-listens on it. RecoveringWorker also waits through a Redis restart where RQ's own worker
-would quit with a job in hand.
+listens on it. The workers themselves are in recovering_worker.py.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.command import PUBSUB_CHANNEL_TEMPLATE
-from rq.exceptions import NoSuchJobError, StopRequested
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
-from rq.worker import Worker, WorkerStatus
+from rq.worker import Worker
 
-from queuing.connection import wait_until_connected
 from queuing.constants import RECOVERY_LOCK_KEY, WORKER_LEASE_KEY
-from queuing.untrusted_jobs import AllowedJob, SkipsUnreadableJobs, fail_unreadable
+from queuing.untrusted_jobs import fail_unreadable
 
 ABANDONED_RUNS = "abandoned_runs"  # job meta: how many of its workers died running it
 MAX_ABANDONED_RUNS = 3
@@ -81,10 +75,6 @@ def _worker_of(queue: Queue, job: Job, execution_id: str) -> str:
         return Execution.fetch(execution_id, job.id, queue.connection).worker_name or ""
     except Exception:  # no such execution (expired), or unreadable
         return job.worker_name or ""
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def recover(queue: Queue, me: str = "", taken: bool = True,
@@ -200,123 +190,3 @@ def recover_locked(queue: Queue, me: str = "", taken: bool = True,
         return recover(queue, me, taken, seen_taken)
     finally:
         queue.connection.delete(lock)
-
-
-class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
-    """An RQ SimpleWorker that keeps a lease while it lives and puts back the jobs of dead
-    workers: in its maintenance (at start, then RQ's every 10 minutes, before RQ's own
-    clean-up) and with its heartbeat every RECOVERY_SECONDS. Every worker of the project
-    is one: it runs only our job functions (AllowedJob) and fails a job it cannot read
-    instead of dying on it (untrusted_jobs.py)."""
-
-    job_class = AllowedJob
-    _last_recovery = float("-inf")
-
-    # --- through a Redis restart: RQ's own loop quits on a lost connection ----------
-
-    def through_restarts(self, call: Callable[..., Any], *args: Any, stoppable: bool = False,
-                         **kwargs: Any) -> Any:
-        """``call(*args, **kwargs)``, again once Redis is back from a restart (the course's
-        lines meanwhile), so a job in hand is recorded, not left "started" by a worker that
-        quit. Only for calls that may run twice. A stop ends a ``stoppable`` wait."""
-        while True:
-            try:
-                return call(*args, **kwargs)
-            except (redis.ConnectionError, redis.TimeoutError):
-                sleep = self._sleep_unless_stopping if stoppable else time.sleep
-                wait_until_connected(self.connection, sleep=sleep, quiet=True)
-
-    def _sleep_unless_stopping(self, seconds: float) -> None:
-        if self._stop_requested:
-            raise StopRequested
-        time.sleep(seconds)
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        """SimpleWorker.execute_job, whose bookkeeping waits for Redis to come back."""
-        execution, retried = None, False
-        while execution is None:
-            try:
-                if retried:  # a write whose reply was lost leaves an execution: drop it
-                    self._drop_executions_of(job)
-                execution = self.prepare_execution(job)
-            except (redis.ConnectionError, redis.TimeoutError):
-                wait_until_connected(self.connection, quiet=True)
-                retried = True
-        self.perform_job(job, queue, execution)
-        self.through_restarts(self.set_state, WorkerStatus.IDLE)
-
-    def _drop_executions_of(self, job: Job) -> None:
-        for member in self.connection.smembers(self.executions_key):
-            composite = _text(member)
-            if composite.startswith(f"{job.id}:"):
-                execution = Execution.from_composite_key(composite, self.connection)
-                execution.worker_name = self.name
-                with self.connection.pipeline() as pipe:
-                    execution.delete(job=job, pipeline=pipe)
-                    pipe.execute()
-
-    def prepare_job_execution(self, *args: Any, **kwargs: Any) -> None:
-        self.through_restarts(super().prepare_job_execution, *args, **kwargs)
-
-    def handle_execution_ended(self, *args: Any, **kwargs: Any) -> None:
-        self.through_restarts(super().handle_execution_ended, *args, **kwargs)
-
-    def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
-        self.through_restarts(super().handle_job_success, *args, **kwargs)
-
-    def handle_job_failure(self, *args: Any, **kwargs: Any) -> None:
-        self.through_restarts(super().handle_job_failure, *args, **kwargs)
-
-    def check_for_suspension(self, burst: bool) -> None:
-        self.through_restarts(super().check_for_suspension, burst, stoppable=True)
-
-    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
-        if args or kwargs:
-            self._heartbeat(*args, **kwargs)
-            return
-        with suppress(redis.ConnectionError, redis.TimeoutError):  # RQ's dequeue waits for it
-            self._heartbeat()
-
-    def _heartbeat(self, *args: Any, **kwargs: Any) -> None:
-        super().heartbeat(*args, **kwargs)
-        if time.monotonic() - self._last_recovery >= RECOVERY_SECONDS:
-            self._last_recovery = time.monotonic()
-            for queue in self.queues:
-                self._recover(queue, taken=False)  # it may hold a job just taken
-
-    def _recover(self, queue: Queue, taken: bool = True) -> None:
-        seen = self.__dict__.setdefault("_seen_taken", {})
-        done = recover_locked(queue, me=self.name, taken=taken, seen_taken=seen)
-        for job_id, reason in done.unreadable:
-            self.report_unreadable(job_id, reason)
-
-    def register_birth(self) -> None:
-        """Take the worker's lease before RQ registers it, and keep it renewed."""
-        self._lease_stopped = threading.Event()
-        self._renew_lease()
-        threading.Thread(target=self._keep_lease, daemon=True,
-                         name=f"{self.name} lease").start()
-        super().register_birth()
-
-    def register_death(self) -> None:
-        super().register_death()
-        stopped = getattr(self, "_lease_stopped", None)
-        if stopped is not None:
-            stopped.set()
-        with suppress(redis.RedisError):  # else it lapses by itself
-            self.connection.delete(WORKER_LEASE_KEY.format(name=self.name))
-
-    def _renew_lease(self) -> None:
-        self.connection.set(WORKER_LEASE_KEY.format(name=self.name), 1, ex=LEASE_SECONDS)
-
-    def _keep_lease(self) -> None:
-        while not self._lease_stopped.wait(RENEW_SECONDS):
-            # While Redis is away the lease is not renewed; it is once Redis is back.
-            with suppress(redis.RedisError):
-                self._renew_lease()
-
-    def clean_registries(self) -> None:
-        self._last_recovery = time.monotonic()
-        for queue in self.queues:
-            self._recover(queue)
-        super().clean_registries()

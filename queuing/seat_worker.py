@@ -22,7 +22,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from queuing import console
 from queuing.constants import RESERVE_SEAT_QUEUE
-from queuing.recovery import RecoveringWorker
+from queuing.recovering_worker import RecoveringWorker
 from queuing.untrusted_jobs import GuardedQueue
 
 RESTART_SECONDS = 1.0

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,10 +42,8 @@ from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, import_attribute
 
-from queuing import console, job_events
+from queuing import console, job_events, settings
 from queuing.constants import JOB_EVENTS_PREFIX
-
-EXTRA_ENV = "EXTRA_JOB_FUNCTIONS"
 
 # The job functions and callbacks the project enqueues, by the name RQ stores.
 JOB_FUNCTIONS = frozenset({
@@ -101,8 +98,10 @@ class ForbiddenJob(Exception):
     """A job names a function or callback that is not one of ours."""
 
 
-def allowed_names(env: Mapping[str, str] = os.environ) -> frozenset[str]:
-    extra = {name.strip() for name in env.get(EXTRA_ENV, "").split(",") if name.strip()}
+def allowed_names(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The project's job functions and those ``EXTRA_JOB_FUNCTIONS`` adds (from ``env``,
+    by default the environment)."""
+    extra = settings.extra_job_functions() if env is None else settings.extra_job_functions(env)
     return JOB_FUNCTIONS | extra
 
 

@@ -4,7 +4,7 @@ Each worker is an RQ ``SimpleWorker`` (it runs jobs in its own process, without 
 one per job), so it shows in ``rq info`` and rq-dashboard like any other. It is
 lean_worker's, which writes RQ's own bookkeeping in one round trip per job, when the
 installed RQ is the release its scripts restate and LEAN_WORKER is on; otherwise RQ's own
-(recovery.RecoveringWorker). "Two jobs at a time" is two worker processes.
+(recovering_worker.RecoveringWorker). "Two jobs at a time" is two worker processes.
 
 Ctrl-C or SIGTERM asks each worker for RQ's warm shutdown: it ends the job it is running,
 then deregisters. The signals follow stopping.py's policy, not RQ's handlers (which raise
@@ -42,28 +42,26 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from queuing import console, jobs, lean_scripts, recovery, settings, stopping
-from queuing.connection import CONNECTED, MAX_RETRY_DELAY, not_connected_line, wait_until_connected
+from queuing.connection import (
+    CONNECTED,
+    MAX_RETRY_DELAY,
+    not_connected_line,
+    rq_client,
+    wait_until_connected,
+)
 from queuing.job_events import failure_reason
 from queuing.lean_worker import LeanWorker
-from queuing.recovery import RecoveringWorker
+from queuing.recovering_worker import RecoveringWorker
 from queuing.untrusted_jobs import GuardedQueue
 
-VERBOSE_ENV = "RQ_VERBOSE"
 NOTIFICATION_JOB = "Notification job"
 # How long an idle worker's blocking wait for a job lasts before it looks for a stop.
 IDLE_WAIT_SECONDS = 1
-# How long a stop signal waits for the running job before it stops it (cold shutdown).
-SHUTDOWN_GRACE_ENV = "WORKER_SHUTDOWN_GRACE"
-DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
-
-
-def verbose() -> bool:
-    return os.environ.get(VERBOSE_ENV, "").lower() not in ("", "0", "false", "no")
 
 
 def logging_level() -> str:
     """INFO (RQ's own default) when RQ_VERBOSE is set, else errors of the worker itself."""
-    return "INFO" if verbose() else "ERROR"
+    return "INFO" if settings.rq_verbose() else "ERROR"
 
 
 def _not_a_job_failure(record: logging.LogRecord) -> bool:
@@ -74,13 +72,8 @@ def _not_a_job_failure(record: logging.LogRecord) -> bool:
 def configure_logging() -> None:
     """Quiet RQ, unless RQ_VERBOSE asks for its logs."""
     logging.getLogger("rq").setLevel(logging_level())
-    if not verbose():
+    if not settings.rq_verbose():
         logging.getLogger("rq.worker").addFilter(_not_a_job_failure)
-
-
-def shutdown_grace() -> float:
-    """WORKER_SHUTDOWN_GRACE, checked when a processor starts (a bad value exits 2)."""
-    return settings.positive_number(SHUTDOWN_GRACE_ENV, DEFAULT_SHUTDOWN_GRACE_SECONDS)
 
 
 # RQ's log lines when its worker loses Redis while waiting for a job (it then retries),
@@ -96,7 +89,7 @@ class _CourseLines(logging.LoggerAdapter):
     def error(self, msg: object, *args: object, **kwargs: object) -> None:
         if isinstance(msg, str) and msg.startswith(_LOST_REDIS) and len(args) > 1:
             self.extra["worker"].lost_redis(args[1])
-        elif msg == _QUITTING and not verbose():
+        elif msg == _QUITTING and not settings.rq_verbose():
             error = sys.exc_info()[1]
             detail = str(error).strip().splitlines()
             console.log_error(f"Worker {args[0] if args else ''} stopped on an error: "
@@ -118,7 +111,7 @@ class StoppableQueue(GuardedQueue):
 
 class ProcessorBehaviour:
     """A processor's worker: it stops on stopping.py's policy, prints one line per failed
-    job, and its warm shutdown is bounded: a job still running ``shutdown_grace()`` seconds
+    job, and its warm shutdown is bounded: a job still running WORKER_SHUTDOWN_GRACE seconds
     after the stop signal is stopped as by a second signal, so a processor always exits.
     While Redis is away it prints the course's lines and retries at most 5 s apart."""
 
@@ -127,7 +120,7 @@ class ProcessorBehaviour:
 
     def __init__(self, *args: Any, job_label: str = NOTIFICATION_JOB, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.shutdown_grace = shutdown_grace()
+        self.shutdown_grace = settings.worker_shutdown_grace()
         self.job_label = job_label
         self.log = _CourseLines(self.log, {"worker": self})
         self._redis_lost = False
@@ -168,7 +161,7 @@ class ProcessorBehaviour:
         if not (exc_type is not None and issubclass(exc_type, jobs.ExpectedJobFailure)):
             console.log_error(
                 f"{self.job_label} {job.id} failed: {failure_reason(exc_type, exc_value)}")
-        if verbose():
+        if settings.rq_verbose():
             super().handle_exception(job, *exc_info)
         else:
             call_exception_handlers(self._exc_handlers, job, *exc_info)
@@ -230,7 +223,7 @@ def work(queue_name: str, url: str | None = None, *, serializer: Any = JSONSeria
     if stopping.requested():  # before it registers: nothing to undo
         return 0
     configure_logging()
-    worker = make_worker(queue_name, jobs.rq_connection(url), serializer, job_label)
+    worker = make_worker(queue_name, rq_client(url), serializer, job_label)
     try:
         worker.work(burst=burst, logging_level=logging_level())
     except redis.ConnectionError as error:
@@ -247,7 +240,7 @@ def recover_before_start(queue_name: str, url: str | None = None,
                          job_label: str = NOTIFICATION_JOB) -> None:
     """Put back the jobs of dead workers before ours start: with none of ours running,
     even a job a dead worker had taken but not started can be told apart (recovery.py)."""
-    connection = jobs.rq_connection(url)
+    connection = rq_client(url)
     try:
         done = recovery.recover_locked(jobs.json_queue(queue_name, connection))
     finally:
@@ -262,9 +255,9 @@ def run_workers(queue_name: str, count: int = 1, url: str | None = None,
     Ctrl-C or SIGTERM; return 0, or 1 when a worker could not run or quit on an error
     (then the others are stopped too: a processor does not run on at half strength).
     ``options`` go to :func:`work`."""
-    shutdown_grace()  # a bad setting ends the processor now, not at Ctrl-C
+    settings.worker_shutdown_grace()  # a bad setting ends the processor now, not at Ctrl-C
     processor_worker_class()
-    waiting = jobs.rq_connection(url)
+    waiting = rq_client(url)
     try:  # started before Redis: wait for it (a stop meanwhile ends the wait)
         wait_until_connected(waiting, quiet=True, sleep=stopping.sleep)
     except stopping.Stopped:

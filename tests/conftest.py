@@ -17,7 +17,7 @@ import fakeredis
 import pytest
 import redis
 
-from queuing import local_redis, settings, untrusted_jobs
+from queuing import local_redis, settings
 from queuing.local_redis import RedisServer, RedisServerNotFound
 from tests.processes import skip_unless_ci
 
@@ -31,7 +31,7 @@ TEST_JOB_FUNCTIONS = ("time.sleep", "builtins.len", "builtins.int",
 
 @pytest.fixture(autouse=True)
 def _allow_test_job_functions(monkeypatch) -> None:
-    monkeypatch.setenv(untrusted_jobs.EXTRA_ENV, ",".join(TEST_JOB_FUNCTIONS))
+    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, ",".join(TEST_JOB_FUNCTIONS))
 
 
 @pytest.fixture

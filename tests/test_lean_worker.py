@@ -2,7 +2,7 @@
 
 The same jobs (a success with progress events, a blacklisted number, bad data, a job
 that returns a value, a job that raises, jobs enqueued by plain RQ with no events) run
-through RQ's SimpleWorker (as recovery.RecoveringWorker, the base of every worker of
+through RQ's SimpleWorker (as recovering_worker.RecoveringWorker, the base of every worker of
 ours, runs it: with a lease and the guards of untrusted_jobs.py), then, on an emptied
 Redis, through lean_worker.LeanWorker.
 Every key, its type, its fields and its expiry are compared once timestamps, execution
@@ -30,9 +30,9 @@ from rq.job import Dependency, Job, JobStatus
 from rq.rate_limit import RateLimit
 from rq.serializers import JSONSerializer
 
-from queuing import job_batch, job_events, jobs, notifications, settings, untrusted_jobs, workers
+from queuing import job_batch, job_events, jobs, notifications, settings, workers
 from queuing.lean_worker import LeanWorker
-from queuing.recovery import RecoveringWorker
+from queuing.recovering_worker import RecoveringWorker
 
 QUEUE = "lean_compare"
 STREAM = "queuing:job_events:compare"
@@ -257,8 +257,8 @@ def suspend_workers() -> None:
 
 @pytest.fixture
 def parity_jobs(monkeypatch):
-    extra = os.environ.get(untrusted_jobs.EXTRA_ENV, "")
-    monkeypatch.setenv(untrusted_jobs.EXTRA_ENV, f"{extra},{PARITY_JOBS}")
+    extra = os.environ.get(settings.EXTRA_JOB_FUNCTIONS_ENV, "")
+    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, f"{extra},{PARITY_JOBS}")
 
 
 def _both_ways(connection, enqueue, **work) -> tuple[dict, dict]:

@@ -11,7 +11,7 @@ from rq import Callback, SimpleWorker
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 
-from queuing import job_batch, job_events, jobs, notifications, workers
+from queuing import job_batch, job_events, jobs, notifications, settings, workers
 from queuing.constants import (
     JOB_EVENTS_PREFIX,
     JOB_EVENTS_TTL_SECONDS,
@@ -274,11 +274,11 @@ def test_event_fields_round_trip_as_bytes_or_str():
 # --- Worker logging ---------------------------------------------------------------------
 
 def test_rq_is_quiet_unless_rq_verbose(monkeypatch):
-    monkeypatch.delenv(workers.VERBOSE_ENV, raising=False)
+    monkeypatch.delenv(settings.VERBOSE_ENV, raising=False)
     assert workers.logging_level() == "ERROR"
-    monkeypatch.setenv(workers.VERBOSE_ENV, "1")
+    monkeypatch.setenv(settings.VERBOSE_ENV, "1")
     assert workers.logging_level() == "INFO"
-    monkeypatch.setenv(workers.VERBOSE_ENV, "0")
+    monkeypatch.setenv(settings.VERBOSE_ENV, "0")
     assert workers.logging_level() == "ERROR"
 
 

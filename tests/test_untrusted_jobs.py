@@ -12,7 +12,7 @@ from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queuing import job_batch, job_events, untrusted_jobs
+from queuing import job_batch, job_events, settings, untrusted_jobs
 from queuing.job_batch import JobBatch
 from queuing.untrusted_jobs import AllowedJob, DataOnlyPickle, SkipsUnreadableJobs
 
@@ -76,7 +76,7 @@ def test_our_own_job_runs(connection, capsys):
 
 
 def test_the_operator_may_allow_more(monkeypatch, connection):
-    monkeypatch.setenv(untrusted_jobs.EXTRA_ENV, "builtins.len, builtins.abs")
+    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, "builtins.len, builtins.abs")
     job, _ = run_one(connection, f="builtins.len", args=([1, 2],))
     assert job.get_status() == JobStatus.FINISHED
     assert job.return_value() == 2
@@ -171,7 +171,7 @@ def test_a_planted_pickle_runs_nothing_in_the_pickle_reading_worker(connection, 
 def test_rqs_maintenance_meeting_an_unreadable_job_fails_it_once_and_goes_on(connection):
     """Another worker's maintenance looks at the jobs in the intermediate list (taken, not
     yet started) while the worker that took a bad one fails it: it is failed once."""
-    from queuing.recovery import RecoveringWorker
+    from queuing.recovering_worker import RecoveringWorker
     from queuing.untrusted_jobs import GuardedQueue
 
     class Guarded(RecoveringWorker):

@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queuing import jobs, recovery, seats
+from queuing import jobs, recovering_worker, recovery, seats
 from queuing.connection import rq_client
 from queuing.constants import (
     AVAILABLE_SEATS_KEY,
@@ -131,8 +131,8 @@ def fake_worker(connection, name: str, pid: int, hostname: str | None = None) ->
 
 def start_on_dead_worker(queue, connection, worker_name: str) -> Job:
     """Dequeue one job and mark it started by ``worker_name``, as RQ does, then stop."""
-    worker = recovery.RecoveringWorker([queue], connection=connection, serializer=JSONSerializer,
-                                       name=worker_name)
+    worker = recovering_worker.RecoveringWorker([queue], connection=connection,
+                                                serializer=JSONSerializer, name=worker_name)
     job, _queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
     worker.prepare_execution(job)
     worker.prepare_job_execution(job, remove_from_intermediate_queue=True)
@@ -188,7 +188,7 @@ def test_a_job_whose_worker_died_between_rqs_two_start_steps_goes_back(connectio
     two leaves it "queued" there, its worker named only by the execution."""
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
-    worker = recovery.RecoveringWorker([queue], connection=connection,
+    worker = recovering_worker.RecoveringWorker([queue], connection=connection,
                                        serializer=JSONSerializer, name="cut")
     taken, _queue = worker.dequeue_job_and_maintain_ttl(timeout=1)
     worker.prepare_execution(taken)  # ...and no prepare_job_execution: killed here
@@ -201,7 +201,7 @@ def test_a_job_whose_worker_died_between_rqs_two_start_steps_goes_back(connectio
 
 def test_a_live_worker_keeps_its_lease_and_gives_it_back_when_it_stops(connection):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
-    worker = recovery.RecoveringWorker([queue], connection=connection,
+    worker = recovering_worker.RecoveringWorker([queue], connection=connection,
                                        serializer=JSONSerializer, name="leaser")
     worker.register_birth()
     lease = WORKER_LEASE_KEY.format(name="leaser")
@@ -245,7 +245,7 @@ def test_a_seat_job_run_twice_takes_one_seat(connection, real_redis):
     for run in range(2):
         if run:
             queue.enqueue_job(job)  # what recovery does when the worker died after the seat
-        recovery.RecoveringWorker([queue], connection=connection,
+        recovering_worker.RecoveringWorker([queue], connection=connection,
                                   serializer=JSONSerializer).work(burst=True)
         assert job.get_status(refresh=True) == "finished"
         assert real_redis.get(AVAILABLE_SEATS_KEY) == "49"
@@ -257,7 +257,7 @@ def test_a_workers_heartbeat_never_puts_back_the_job_it_has_just_taken(connectio
     for a dead worker's (it would run twice, an SMS sent twice)."""
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     job = queue.enqueue(push_tracked_notification, {"phoneNumber": "1", "message": "m"})
-    worker = recovery.RecoveringWorker([queue], connection=connection,
+    worker = recovering_worker.RecoveringWorker([queue], connection=connection,
                                        serializer=JSONSerializer, name="alone")
     worker.register_birth()
     try:
@@ -281,7 +281,7 @@ def test_a_job_taken_by_a_worker_killed_before_starting_it_goes_back_once_stuck(
     connection.sadd(Worker.redis_workers_keys, killed_key)
     connection.sadd(f"rq:workers:{queue.name}", killed_key)  # RQ's workers of this queue
     connection.set(WORKER_LEASE_KEY.format(name="killed"), 1, ex=60)  # not lapsed yet
-    successor = recovery.RecoveringWorker([queue], connection=connection,
+    successor = recovering_worker.RecoveringWorker([queue], connection=connection,
                                           serializer=JSONSerializer, name="successor")
     successor.register_birth()
     try:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq.serializers import JSONSerializer
 
-from queuing import jobs, notifications, recovery, seats, stock
+from queuing import jobs, notifications, recovering_worker, seats, stock
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2, RESERVATION_ENABLED_KEY
 from queuing.job_batch import JobBatch
 from queuing.job_events import COMPLETED, FAILED
@@ -134,7 +134,7 @@ def test_any_job_payload_fails_with_a_reason_and_the_worker_goes_on(fake_server)
                 if kind == "raw":  # overwrite the job's data with bytes that are no JSON
                     connection.hset(job.key, "data", zlib.compress(payload))
             last = batch.add(notifications.push_tracked_notification, GOOD, job_id="good")
-            recovery.RecoveringWorker([queue], connection=connection,
+            recovering_worker.RecoveringWorker([queue], connection=connection,
                                       serializer=JSONSerializer).work(burst=True)
             finals = {event.job_id: event for event in batch.events(block_ms=100)
                       if event.is_final}
