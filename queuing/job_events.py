@@ -108,8 +108,9 @@ class Outbox:
     the same transaction that records the job's end: one round trip instead of one per
     event, and the creator never hears "completed" before RQ says so.
 
-    A job still running ``HOLD_SECONDS`` after it started is a slow one: its events are
-    sent at once from then on, so its creator sees progress live, in order.
+    A job still running ``HOLD_SECONDS`` after it started is a slow one: its progress
+    events are sent at once from then on, so its creator sees progress live, in order; its
+    completed or failed event still waits for the record of its end.
     """
 
     HOLD_SECONDS = 0.1
@@ -122,7 +123,8 @@ class Outbox:
     def add(self, connection: redis.Redis, reply_to: str, event: JobEvent) -> None:
         self.events.append((reply_to, event))
         self.connection = connection
-        if time.monotonic() - self.started > self.HOLD_SECONDS:
+        # The final event always waits for the job's end to be recorded.
+        if not event.is_final and time.monotonic() - self.started > self.HOLD_SECONDS:
             self.send()
 
     def take(self) -> list[tuple[str, JobEvent]]:

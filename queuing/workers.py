@@ -38,10 +38,11 @@ import redis
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
+from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from queuing import console, jobs, lean_scripts, recovery, settings, stopping
+from queuing import console, job_events, jobs, lean_scripts, recovery, settings, stopping
 from queuing.connection import (
     CONNECTED,
     MAX_RETRY_DELAY,
@@ -196,6 +197,13 @@ class ProcessorBehaviour:
 
 class ProcessorWorker(ProcessorBehaviour, RecoveringWorker):
     """A processor's worker on RQ's own SimpleWorker code."""
+
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
+        # RQ calls a job's success or failure callback before it records the job's end:
+        # the events are held until then, so a creator that hears "completed" and asks
+        # RQ finds the job finished (job_events.Outbox).
+        with job_events.holding_events():
+            return super().perform_job(job, queue, *args, **kwargs)
 
 
 class LeanProcessorWorker(ProcessorBehaviour, LeanWorker):

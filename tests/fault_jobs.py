@@ -31,3 +31,9 @@ def file_held_notification(gate: str, data: Any) -> None:
     while not Path(gate).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     notifications.push_tracked_notification(data)
+
+
+def slow_notification(data: Any) -> None:
+    """A tracked notification that takes longer than a worker holds a job's events."""
+    time.sleep(0.3)
+    notifications.push_tracked_notification(data)
