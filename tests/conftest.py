@@ -8,10 +8,7 @@ When CI=true and no server can be had, those tests fail instead of skipping.
 
 from __future__ import annotations
 
-import inspect
 import os
-import re
-from types import ModuleType
 
 import fakeredis
 import pytest
@@ -119,40 +116,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.redis_server)
 
 
-# What starts the processors' job workers (workers.py), which are the lean worker or RQ's
-# own code as settings.lean_worker() says: a test that names one runs both ways.
-_RUNS_JOB_WORKERS = re.compile(r"job_processor|105_worker|make_worker|run_workers|workers\.work\b")
-_helpers: dict[str, set[str]] = {}
-
-
-def _source(function: object) -> str:
-    try:
-        return inspect.getsource(inspect.unwrap(function))  # hypothesis wraps its tests
-    except (OSError, TypeError):
-        return ""
-
-
-def _job_worker_helpers(module: ModuleType) -> set[str]:
-    """The module's own functions that start job workers (a test may call one)."""
-    if module.__name__ not in _helpers:
-        _helpers[module.__name__] = {
-            name for name, function in inspect.getmembers(module, inspect.isfunction)
-            if function.__module__ == module.__name__ and not name.startswith("test_")
-            and _RUNS_JOB_WORKERS.search(_source(function))}
-    return _helpers[module.__name__]
-
-
-def _runs_job_workers(metafunc: pytest.Metafunc) -> bool:
-    text = _source(metafunc.function) + "".join(
-        repr(mark.args) for mark in metafunc.definition.iter_markers("parametrize"))
-    return bool(_RUNS_JOB_WORKERS.search(text)) or any(
-        re.search(rf"\b{name}\b", text) for name in _job_worker_helpers(metafunc.module))
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Each test that runs job workers, once with the lean worker and once with RQ's own
-    code (LEAN_WORKER on and off; the scripts it starts inherit the setting)."""
-    if "_lean_worker_setting" in metafunc.fixturenames and _runs_job_workers(metafunc):
+    code (LEAN_WORKER on and off; the scripts it starts inherit the setting): the tests
+    marked ``job_workers``."""
+    if ("_lean_worker_setting" in metafunc.fixturenames
+            and metafunc.definition.get_closest_marker("job_workers")):
         metafunc.parametrize("_lean_worker_setting", ["on", "off"], indirect=True,
                              ids=["lean", "rq"])
 

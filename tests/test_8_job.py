@@ -107,6 +107,7 @@ def test_an_empty_list_creates_nothing(queue, capsys):
     assert queue.count == 0
 
 
+@pytest.mark.job_workers
 def test_created_jobs_report_progress_completion_and_failure_when_processed(queue, capsys):
     # Out of test mode: a worker runs them and the spec's lines follow, without '#'.
     batch = create_push_notifications_jobs(

@@ -175,6 +175,7 @@ def run_with_our_processor(redis_url: str) -> None:
 
 @pytest.mark.parametrize("run", [run_with_plain_rq_worker, run_with_our_processor],
                          ids=["rq-simple-worker", "processor-worker"])
+@pytest.mark.job_workers
 def test_workers_run_batched_jobs_and_the_callbacks_report(redis_url, connection, run,
                                                            capsys):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)

@@ -66,6 +66,7 @@ def test_send_notification_prints_the_course_line(capsys):
         "with message: This is the code to verify your account\n")
 
 
+@pytest.mark.job_workers
 def test_task_6_job_is_created_processed_and_reported(connection, capsys):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection)
     with JobBatch(queue) as batch:
@@ -80,6 +81,7 @@ def test_task_6_job_is_created_processed_and_reported(connection, capsys):
         assert capsys.readouterr().out == "Notification job completed\n"
 
 
+@pytest.mark.job_workers
 def test_task_6_job_with_bad_data_fails_and_the_worker_keeps_going(connection, capsys):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection)
     with JobBatch(queue) as batch:
@@ -93,6 +95,7 @@ def test_task_6_job_with_bad_data_fails_and_the_worker_keeps_going(connection, c
 
 # --- Tasks 8 and 9 ----------------------------------------------------------------------
 
+@pytest.mark.job_workers
 def test_task_8_creator_prints_every_line_of_the_course_sample(connection, capsys):
     connection.set("queuing:job_id", 38)  # the sample's ids start at 39
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
@@ -124,6 +127,7 @@ def test_task_9_blacklist_is_the_courses():
     ("4153518743", "job data must be an object with phoneNumber and message, not a string"),
     ([1, 2], "job data must be an object with phoneNumber and message, not an array"),
 ])
+@pytest.mark.job_workers
 def test_bad_job_data_fails_with_a_one_line_reason(connection, capsys, data, reason):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     good = {"phoneNumber": "4153518743", "message": "after"}
@@ -143,6 +147,7 @@ def test_bad_job_data_fails_with_a_one_line_reason(connection, capsys, data, rea
     ]
 
 
+@pytest.mark.job_workers
 def test_an_unreadable_payload_fails_with_a_one_line_reason(connection, capsys):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     with JobBatch(queue) as batch:
@@ -210,6 +215,7 @@ def test_follow_reads_only_its_jobs_in_order_and_stops_when_all_ended(connection
         sent[0], sent[2], sent[3], sent[5]]
 
 
+@pytest.mark.job_workers
 def test_two_creators_never_hear_each_others_jobs(connection, capsys):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection)
     with JobBatch(queue) as first, JobBatch(queue) as second:
@@ -222,6 +228,7 @@ def test_two_creators_never_hear_each_others_jobs(connection, capsys):
         assert [e.kind for e in second.events()] == ["failed"]
 
 
+@pytest.mark.job_workers
 def test_a_job_without_a_reply_stream_runs_silently(connection, capsys):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     queue.enqueue(notifications.push_tracked_notification, creator_7.JOBS[3],
@@ -292,6 +299,7 @@ def test_quiet_workers_drop_job_failure_records_only():
     assert workers._not_a_job_failure(record())
 
 
+@pytest.mark.job_workers
 def test_a_simple_worker_is_what_runs_the_jobs(connection):
     worker = workers.make_worker(PUSH_NOTIFICATION_QUEUE_2, connection)
     assert isinstance(worker, SimpleWorker)

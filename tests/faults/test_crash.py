@@ -61,6 +61,7 @@ def kill_processor(processor: Script, connection) -> None:
                "the workers gone")
 
 
+@pytest.mark.job_workers
 def test_a_processor_killed_mid_batch_loses_no_job(redis_url, connection):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     data = batch_data()

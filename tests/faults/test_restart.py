@@ -14,6 +14,7 @@ import signal
 import threading
 from collections import Counter
 
+import pytest
 from rq import Worker
 
 from queuing import job_batch, job_events, jobs, notifications
@@ -46,6 +47,7 @@ def read_until(script: Script, prefix: str, timeout: float = 20) -> str:
             return line
 
 
+@pytest.mark.job_workers
 def test_a_redis_restart_loses_nothing_and_everyone_carries_on(tmp_path):
     try:
         server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
@@ -118,6 +120,7 @@ def test_a_redis_restart_loses_nothing_and_everyone_carries_on(tmp_path):
         server.close()
 
 
+@pytest.mark.job_workers
 def test_a_redis_restart_while_jobs_flow_leaves_no_job_started(tmp_path):
     """Redis stopped for a second while a processor is busy with a stream of jobs: its
     workers wait, record the ends they could not write, and go on. Every job ends once

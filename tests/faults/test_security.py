@@ -41,6 +41,7 @@ class Exploit:
         return (subprocess.call, (["touch", str(self.marker)],))
 
 
+@pytest.mark.job_workers
 def test_a_planted_pickle_runs_nothing_and_the_processor_goes_on(redis_url, tmp_path):
     connection = rq_client(redis_url)
     marker = tmp_path / "pwned"
@@ -101,6 +102,7 @@ def secured_server(tls: TlsFiles | None) -> RedisServer:
 
 
 @pytest.mark.parametrize("use_tls", [False, True], ids=["password", "password+tls"])
+@pytest.mark.job_workers
 def test_scripts_and_servers_work_through_a_secured_redis_url(use_tls, tls_files):
     server = secured_server(tls_files if use_tls else None)
     url = server.url
@@ -140,6 +142,7 @@ def test_scripts_and_servers_work_through_a_secured_redis_url(use_tls, tls_files
         server.close()
 
 
+@pytest.mark.job_workers
 def test_a_wrong_password_is_reported_without_any_password():
     server = secured_server(None)
     wrong = "wrong-Pa55word"

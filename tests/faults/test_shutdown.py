@@ -51,6 +51,7 @@ def assert_stopped_cleanly(processor, connection, batch: JobBatch, queue) -> Non
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.job_workers
 def test_a_job_longer_than_the_grace_is_stopped_and_reported(redis_url, connection, stop):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     with JobBatch(queue) as batch:
@@ -63,6 +64,7 @@ def test_a_job_longer_than_the_grace_is_stopped_and_reported(redis_url, connecti
             kill_processor(processor, connection)  # and its workers, if the test failed
 
 
+@pytest.mark.job_workers
 def test_a_second_signal_stops_at_once(redis_url, connection):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     with JobBatch(queue) as batch:

@@ -54,6 +54,7 @@ def stop(processor, connection) -> None:
 
 
 @pytest.mark.parametrize("waiting", [True, False], ids=["jobs-waiting", "worker-idle"])
+@pytest.mark.job_workers
 def test_jobs_naming_functions_that_are_not_ours_never_run(redis_url, tmp_path, waiting):
     """Through RQ's own JSON enqueue, as anyone who can write to Redis could; the creator
     hears "failed", never "completed"."""
@@ -95,6 +96,7 @@ def test_jobs_naming_functions_that_are_not_ours_never_run(redis_url, tmp_path, 
 
 
 @pytest.mark.parametrize("waiting", [True, False], ids=["jobs-waiting", "worker-idle"])
+@pytest.mark.job_workers
 def test_job_hashes_that_cannot_be_read_fail_and_the_processor_goes_on(redis_url, waiting):
     connection, queue = queue_for(redis_url)
     processor = None if waiting else start_processor("7_job_processor", redis_url,
@@ -120,6 +122,7 @@ def test_job_hashes_that_cannot_be_read_fail_and_the_processor_goes_on(redis_url
     assert all("its job cannot be read (" in line for line in lines)
 
 
+@pytest.mark.job_workers
 def test_an_unreadable_job_left_started_by_a_dead_worker_does_not_stop_the_recovery(redis_url):
     connection, queue = queue_for(redis_url)
     job_id = poisoned(queue, "result_ttl", "abc")

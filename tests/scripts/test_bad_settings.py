@@ -39,6 +39,7 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess, says: str, port:
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.job_workers
 def test_a_database_the_server_does_not_have(script, password_server):
     url = f"redis://:{SECRET}@127.0.0.1:{password_server.port}/99"
     result = run_script(script, url)
@@ -53,6 +54,7 @@ def test_a_database_the_server_does_not_have(script, password_server):
     ("?db=1&socket_timeout=soon", "REDIS_URL is not a usable Redis URL: socket_timeout"),
 ])
 @pytest.mark.parametrize("script", ["1_redis_op", "7_job_processor"])
+@pytest.mark.job_workers
 def test_unusable_url_options(script, query, says, password_server):
     url = f"redis://:{SECRET}@127.0.0.1:{password_server.port}{query}"
     if "ssl_" in query:
@@ -70,6 +72,7 @@ def test_an_empty_redis_url_is_refused_before_any_connection():
                "or set it to a Redis URL\n")
 
 
+@pytest.mark.job_workers
 def test_a_wrong_password_is_waited_out_by_a_processor(password_server):
     # The password may be fixed on the server's side: the processor keeps trying.
     script = Script("7_job_processor", f"redis://:wrong@127.0.0.1:{password_server.port}")

@@ -35,6 +35,7 @@ def sms_worker_burst(redis_url, connection, **env):
     return run_script("105_worker", redis_url, "--burst", **env)
 
 
+@pytest.mark.job_workers
 def test_a_refused_sms_prints_one_line_without_secrets(redis_url, connection):
     stub = StubTwilio(status=401)
     try:
@@ -48,6 +49,7 @@ def test_a_refused_sms_prints_one_line_without_secrets(redis_url, connection):
     assert TOKEN not in result.stdout + result.stderr
 
 
+@pytest.mark.job_workers
 def test_an_unreachable_twilio_prints_one_line(redis_url, connection):
     result = sms_worker_burst(redis_url, connection,
                               TWILIO_API_BASE_URL=f"http://127.0.0.1:{free_port()}", **TWILIO)
@@ -64,6 +66,7 @@ def test_an_unreachable_twilio_prints_one_line(redis_url, connection):
     ({"TWILIO_FROM_NUMBER": "12345"}, "TWILIO_FROM_NUMBER is not a phone number: use E.164 "
                                       "(+14153518780) or 10 US digits (4153518780)"),
 ])
+@pytest.mark.job_workers
 def test_a_wrong_or_partial_twilio_setting_stops_the_worker_at_start(redis_url, setting, line):
     result = run_script("105_worker", redis_url, **(TWILIO | setting))
     assert (result.returncode, result.stderr, result.stdout) == (2, line + "\n", "")
@@ -75,6 +78,7 @@ def test_a_wrong_or_partial_twilio_setting_stops_the_worker_at_start(redis_url, 
     ("queuing.notifications.no_such_function", [{}], None),
     ("time.sleep", [5], "Task exceeded maximum timeout value (1 seconds)"),
 ])
+@pytest.mark.job_workers
 def test_each_failed_job_prints_one_line_with_its_reason(redis_url, connection, func, args,
                                                          reason):
     processor = Script("6_job_processor", redis_url)
@@ -92,6 +96,7 @@ def test_each_failed_job_prints_one_line_with_its_reason(redis_url, connection, 
         processor.kill()
 
 
+@pytest.mark.job_workers
 def test_a_blacklisted_number_fails_without_a_line_on_the_processor(redis_url, connection):
     processor = Script("7_job_processor", redis_url)
     try:
@@ -105,6 +110,7 @@ def test_a_blacklisted_number_fails_without_a_line_on_the_processor(redis_url, c
         processor.kill()
 
 
+@pytest.mark.job_workers
 def test_a_processor_whose_worker_quits_on_an_error_exits_non_zero(redis_url, connection):
     # The queue's key is not a list (someone else wrote it): taking a job from it fails,
     # and RQ's loop quits. (A job that cannot be read only fails that job.)

@@ -91,6 +91,7 @@ def nothing_left(connection, queue_name: str) -> None:
 
 # --- Tasks 6 and 7 ----------------------------------------------------------------------
 
+@pytest.mark.job_workers
 def test_6_processor_first_then_creator(redis_url, connection):
     processor = start_processor("6_job_processor", redis_url, connection, workers=1)
     try:
@@ -106,6 +107,7 @@ def test_6_processor_first_then_creator(redis_url, connection):
         processor.kill()
 
 
+@pytest.mark.job_workers
 def test_6_creator_first_waits_for_a_processor(redis_url, connection):
     creator = Script("6_job_creator", redis_url)
     processor = None
@@ -136,6 +138,7 @@ def test_6_job_ids_grow_across_runs(redis_url):
 
 @pytest.mark.parametrize("processor_first", [True, False], ids=["processor-first",
                                                                  "creator-first"])
+@pytest.mark.job_workers
 def test_7_pair_prints_the_course_output(redis_url, connection, processor_first):
     processor = creator = None
     try:
@@ -158,6 +161,7 @@ def test_7_pair_prints_the_course_output(redis_url, connection, processor_first)
                 script.kill()
 
 
+@pytest.mark.job_workers
 def test_7_events_written_before_the_creator_listens_are_all_heard(redis_url, connection,
                                                                       capsys):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
@@ -175,6 +179,7 @@ def test_7_events_written_before_the_creator_listens_are_all_heard(redis_url, co
     assert_course_7_output(capsys.readouterr().out.splitlines())
 
 
+@pytest.mark.job_workers
 def test_7_a_creator_stopped_while_the_jobs_run_misses_nothing(redis_url, connection):
     creator = Script("7_job_creator", redis_url)
     processor = None
@@ -195,6 +200,7 @@ def test_7_a_creator_stopped_while_the_jobs_run_misses_nothing(redis_url, connec
 
 # --- Ctrl-C -----------------------------------------------------------------------------
 
+@pytest.mark.job_workers
 def test_ctrl_c_mid_run_leaves_nothing_stuck(redis_url, connection):
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     processor = start_processor("7_job_processor", redis_url, connection, workers=2)
@@ -232,6 +238,7 @@ def test_ctrl_c_mid_run_leaves_nothing_stuck(redis_url, connection):
             creator.kill()
 
 
+@pytest.mark.job_workers
 def test_sigterm_stops_the_processor_cleanly(redis_url, connection):
     processor = start_processor("7_job_processor", redis_url, connection, workers=2)
     try:
@@ -243,6 +250,7 @@ def test_sigterm_stops_the_processor_cleanly(redis_url, connection):
         processor.kill()
 
 
+@pytest.mark.job_workers
 def test_ctrl_c_as_a_terminal_sends_it_reaches_every_worker_once(redis_url, connection):
     # A terminal sends Ctrl-C's SIGINT to the whole process group: the workers get it
     # from the terminal and again from their parent, and must not take it for a second
@@ -264,6 +272,7 @@ def test_ctrl_c_as_a_terminal_sends_it_reaches_every_worker_once(redis_url, conn
         processor.kill()
 
 
+@pytest.mark.job_workers
 def test_rq_verbose_brings_back_rqs_logs(redis_url, connection):
     processor = start_processor("6_job_processor", redis_url, connection, workers=1,
                                 RQ_VERBOSE="1")
@@ -278,6 +287,7 @@ def test_rq_verbose_brings_back_rqs_logs(redis_url, connection):
 
 
 @pytest.mark.parametrize("name", ["6_job_processor", "7_job_processor", "6_job_creator"])
+@pytest.mark.job_workers
 def test_a_job_script_started_before_redis_waits_for_it(name, redis_server):
     script = Script(name, redis_server.url)
     try:

@@ -101,6 +101,7 @@ def trial(redis_url: str, key: str, when: float | str, use_sigterm: bool,
 
 
 @pytest.mark.parametrize("key", list(SCRIPTS))
+@pytest.mark.job_workers
 def test_the_first_stop_signal_stops_the_script_cleanly_at_any_moment(redis_url, key):
     plan = [(when, number % 2 == 1, number % 3 == 0)
             for number, when in enumerate([*DELAYS, *EVENTS])]
@@ -122,6 +123,7 @@ def python_with_sigint_ignored(script: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name, workers", [("6_job_processor", 1), ("7_job_processor", 2)])
+@pytest.mark.job_workers
 def test_a_processor_started_with_sigint_ignored_keeps_it_ignored_and_stops_on_sigterm(
         redis_url, name, workers):
     queue_name = PUSH_NOTIFICATION_QUEUE if workers == 1 else PUSH_NOTIFICATION_QUEUE_2

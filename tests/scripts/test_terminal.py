@@ -134,6 +134,7 @@ def in_order(lines: list[str], wanted: list[str]) -> bool:
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.job_workers
 def test_an_idle_processor_in_a_terminal_runs_a_creators_jobs(redis_url, case):
     connection = redis.Redis.from_url(redis_url)
     connection.set(JOB_ID_KEY, 38)  # as in the course's sample output: jobs #39...

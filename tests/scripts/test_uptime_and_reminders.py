@@ -88,6 +88,7 @@ def test_reminders_command_line(redis_url):
     assert run_script("103_reminders", redis_url, "remove", "1").stdout == "Reminder 1 removed\n"
 
 
+@pytest.mark.job_workers
 def test_uptime_worker_alerts_once_each_way_and_the_worker_prints_it(redis_url, site):
     run_script("101_uptime_checks", redis_url, "add", site.url, "--phone", "4153518780",
                "--timeout", "1")
@@ -117,6 +118,7 @@ def due_when_added(reminder_id: str, redis_url: str) -> None:
     client.close()
 
 
+@pytest.mark.job_workers
 def test_two_scheduler_processes_send_a_reminder_once(redis_url, real_redis):
     env = {"REMINDER_TIMEZONE": "UTC", **NO_TWILIO}
     run_script("103_reminders", redis_url, "add", "Stand up", "--phone", "4153518780",
