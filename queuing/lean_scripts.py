@@ -54,25 +54,28 @@ class StartCall(NamedTuple):
     """A start_job call, with what the worker needs of it once the job is started."""
 
     call: Call
-    job_id: str
     execution_id: str
     at: datetime
 
 
 def start_call(worker: Any, queue_key: str, intermediate_key: str, started_registry: str,
-               job_id: str, wait_for: str | None = None) -> StartCall:
-    """The start of ``job_id``, expected at the head of the queue; ``wait_for``: a set
-    that must be empty for the start (the dependents of the job that just ended)."""
+               job_ids: list[str], wait_for: str | None = None) -> StartCall:
+    """The start of the first of ``job_ids`` (one or two) found at the head of the queue;
+    ``wait_for``: a set that must be empty for the start (the dependents of the job that
+    just ended)."""
     at, execution_id = now(), uuid4().hex
     keys = [queue_key, intermediate_key, worker.key, worker.executions_key, started_registry,
-            WORKERS_SUSPENDED, worker.job_class.key_for(job_id),
-            Execution(execution_id, job_id, worker.connection).key,
-            ExecutionRegistry.key_template.format(job_id)]
+            WORKERS_SUSPENDED]
+    for job_id in job_ids[:2]:
+        keys += [worker.job_class.key_for(job_id),
+                 Execution(execution_id, job_id, worker.connection).key,
+                 ExecutionRegistry.key_template.format(job_id)]
     if wait_for is not None:
         keys.append(wait_for)
-    args = [job_id, execution_id, repr(at.timestamp()), current_timestamp(), utcformat(at),
-            worker.name, DEFAULT_WORKER_TTL]
-    return StartCall(Call("start", keys, args), job_id, execution_id, at)
+    second = job_ids[1] if len(job_ids) > 1 else ""
+    args = [job_ids[0], execution_id, repr(at.timestamp()), current_timestamp(), utcformat(at),
+            worker.name, DEFAULT_WORKER_TTL, second, "1" if wait_for is not None else ""]
+    return StartCall(Call("start", keys, args), execution_id, at)
 
 
 def end_call(job: Job, worker: Any, execution: Execution, started_registry: str,
@@ -99,17 +102,17 @@ def end_call(job: Job, worker: Any, execution: Execution, started_registry: str,
     return Call("end", keys, args)
 
 
-def started_job(worker: Any, fields: list[bytes], start: StartCall) -> Job:
+def started_job(worker: Any, job_id: str, fields: list[bytes], start: StartCall) -> Job:
     """The job the start script started, from the hash it read, as RQ has it after
     prepare_job_execution; its execution goes in the worker's. Raises what RQ's
     Job.restore raises for a malformed hash."""
-    job = worker.job_class(start.job_id, connection=worker.connection,
+    job = worker.job_class(job_id, connection=worker.connection,
                            serializer=worker.serializer)
     job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
     job._status = JobStatus.STARTED
     job.worker_name, job.started_at, job.last_heartbeat = worker.name, start.at, start.at
     job.redis_server_version = worker.get_redis_server_version()
-    execution = Execution(start.execution_id, start.job_id, worker.connection,
+    execution = Execution(start.execution_id, job_id, worker.connection,
                           worker_name=worker.name)
     execution.created_at = execution.last_heartbeat = start.at
     worker.executions[start.execution_id] = execution

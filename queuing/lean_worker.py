@@ -8,8 +8,9 @@ records it finished or failed (``handle_job_success``, ``handle_job_failure``) a
 job's events (job_events.Outbox), so a creator never hears "completed" before RQ says
 so. The next job's start goes in the end's round trip, unless RQ would do something
 first: free the job's rate-limit slot, enqueue its dependents, or stop for ``rq
-suspend``. Each reply names the job then at the head of the queue, whose keys the next
-start passes in KEYS. Whatever is not the plain case is RQ's own code: an empty queue,
+suspend``. Each reply names the two jobs then first in the queue, whose keys the next
+start passes in KEYS: when another worker took the first, the second is at the head, and
+the start needs no second try. Whatever is not the plain case is RQ's own code: an empty queue,
 retries, repeats, a stopped job, a ``Retry``, a TTL of 0, several queues, a job
 cancelled or deleted while it ran. Both scripts may run again after a lost reply.
 
@@ -60,7 +61,7 @@ class LeanWorker(RecoveringWorker):
         self._outbox: job_events.Outbox | None = None
         self._last_heartbeat = float("-inf")
         self._registry_keys: dict[tuple[type, str], str] = {}
-        self._head: str | None = None  # the job id last seen at the head of the queue
+        self._heads: list[str] = []  # the job ids last seen first and second in the queue
         self._next: Job | None = None  # started by the last end's round trip, not yet run
 
     def _lean(self) -> bool:
@@ -97,13 +98,13 @@ class LeanWorker(RecoveringWorker):
     def _start_waiting_job(self, queue: Queue, burst: bool) -> Job | None:
         """Start the job at the head of ``queue``; None when it is empty."""
         while not self._stop_requested:
-            if self._head is None:
-                head = self.through_restarts(self.connection.lindex, queue.key, 0,
-                                             stoppable=True)
-                if head is None:
+            if not self._heads:
+                heads = self.through_restarts(self.connection.lrange, queue.key, 0, 1,
+                                              stoppable=True)
+                if not heads:
                     return None
-                self._head = head.decode()
-            start = self._start_call(queue, self._head)
+                self._heads = [head.decode() for head in heads]
+            start = self._start_call(queue, self._heads)
             [reply] = self.through_restarts(self._scripts.run, [start.call], stoppable=True)
             outcome, job = self._started(reply, start, queue)
             if job is not None:
@@ -114,26 +115,26 @@ class LeanWorker(RecoveringWorker):
                 self._wait_while_suspended(burst)
         return None
 
-    def _start_call(self, queue: Queue, job_id: str,
+    def _start_call(self, queue: Queue, job_ids: list[str],
                     wait_for: str | None = None) -> lean_scripts.StartCall:
         return lean_scripts.start_call(self, queue.key, queue.intermediate_queue_key,
-                                       self._registry_key(StartedJobRegistry, queue), job_id,
+                                       self._registry_key(StartedJobRegistry, queue), job_ids,
                                        wait_for)
 
     def _started(self, reply: list, start: lean_scripts.StartCall,
                  queue: Queue) -> tuple[str, Job | None]:
         """The start script's outcome, and the job it started, as RQ has it after
         prepare_job_execution (None for a job that will not run)."""
-        outcome, job_id, detail, head = (part.decode() if isinstance(part, bytes) else part
-                                         for part in reply)
-        self._head = head or None
+        outcome, job_id, detail, *heads = (part.decode() if isinstance(part, bytes) else part
+                                           for part in reply)
+        self._heads = [head for head in heads if head]
         if outcome == "not_hash":
             error = redis.ResponseError(f"WRONGTYPE its key holds a {detail}")
             self._fail_unreadable(job_id, error)
         if outcome != "started":
             return outcome, None
         try:
-            job = lean_scripts.started_job(self, reply[2], start)
+            job = lean_scripts.started_job(self, job_id, reply[2], start)
         except Exception as error:  # a malformed hash (untrusted_jobs.py): fail it, go on
             lean_scripts.undo_start(self, job_id, start.execution_id)
             self._fail_unreadable(job_id, error, started_as=f"{job_id}:{start.execution_id}")
@@ -253,8 +254,8 @@ class LeanWorker(RecoveringWorker):
             job, self, execution, started_registry, self._registry_key(registry_class, queue),
             result, events=self._outbox.take() if self._outbox else [], **end)]
         start = None
-        if not self._stop_requested and self._head is not None and not job.has_rate_limit:
-            start = self._start_call(queue, self._head, wait_for=job.dependents_key)
+        if not self._stop_requested and self._heads and not job.has_rate_limit:
+            start = self._start_call(queue, self._heads, wait_for=job.dependents_key)
             calls.append(start.call)
         replies = self.through_restarts(self._scripts.run, calls)
         outcome, dependents = replies[0][0].decode(), replies[0][1]

@@ -205,7 +205,7 @@ def test_a_stop_signal_during_the_start_script_lets_the_started_job_run(connecti
     assert job.get_status(refresh=True) == JobStatus.FINISHED
 
     worker._stop_requested = False
-    worker._head = "1"  # a stale look at the queue: the start script finds it empty
+    worker._heads = ["1"]  # a stale look at the queue: the start script finds it empty
     with pytest.raises(StopRequested):
         worker.dequeue_job_and_maintain_ttl(timeout=None)  # nothing to start: it stops
     worker.register_death()

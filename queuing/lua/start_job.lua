@@ -1,7 +1,8 @@
 -- Start the job at the head of a queue, writing what RQ 3.0's SimpleWorker writes when
 -- it dequeues and starts a job (Queue.dequeue_any, executions.prepare_execution,
--- BaseWorker.prepare_job_execution). The caller names the job it expects at the head, so
--- that every key is in KEYS; another job there is not started, its id is returned.
+-- BaseWorker.prepare_job_execution). The caller names the one or two jobs it expects at
+-- the head (the first two it last saw there: when another worker took the first, the
+-- second is at the head), so that every key is in KEYS; another job there is not started.
 -- Called again with the same execution id (a reply lost to a restart), it returns the
 -- job that execution started and writes nothing.
 --
@@ -11,19 +12,23 @@
 -- KEYS[4]   the worker's executions (RQ's index of the executions it runs)
 -- KEYS[5]   the queue's StartedJobRegistry
 -- KEYS[6]   RQ's suspension flag (`rq suspend`): while it is set, nothing starts
--- KEYS[7]   the expected job's hash
+-- KEYS[7]   the first expected job's hash
 -- KEYS[8]   its execution
 -- KEYS[9]   its executions (ExecutionRegistry)
--- KEYS[10]  optional, a set that must be empty for a start: the dependents of the job
---           the worker just ended, which RQ enqueues before it takes the next job
--- ARGV[1]   the expected job's id
+-- KEYS[10]  the second expected job's hash, then KEYS[11] and KEYS[12] as 8 and 9
+--           (when ARGV[8] names one)
+-- KEYS[#KEYS] when ARGV[9] is '1': a set that must be empty for a start, the dependents of
+--           the job the worker just ended, which RQ enqueues before it takes the next job
+-- ARGV[1]   the first expected job's id
 -- ARGV[2]   a new execution id
 -- ARGV[3]   now, in epoch seconds (a float, as RQ's Execution writes it)
 -- ARGV[4]   now, in whole epoch seconds (registry scores)
 -- ARGV[5]   now, as RQ's ISO text
 -- ARGV[6]   the worker's name
 -- ARGV[7]   RQ's DEFAULT_WORKER_TTL
--- Returns {outcome, job id, detail, the id now at the head of the queue or false}:
+-- ARGV[8]   the second expected job's id, or ''
+-- ARGV[9]   '1' when the last key is the set that must be empty
+-- Returns {outcome, job id, detail, the ids now first and second in the queue or false}:
 --   started   detail: the job's hash as HGETALL gives it
 --   gone      the job was deleted while queued: taken off the queue, not started
 --   not_hash  its key holds another type (detail): taken off the queue, not started
@@ -33,42 +38,56 @@
 
 local queue, intermediate_queue, worker, worker_executions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local started_registry, suspended = KEYS[5], KEYS[6]
-local job, execution, job_executions, must_be_empty = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local job_id, execution_id = ARGV[1], ARGV[2]
+local execution_id = ARGV[2]
 local now_float, now_seconds, now_text = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local worker_name, worker_ttl = ARGV[6], tonumber(ARGV[7])
-local composite = job_id .. ':' .. execution_id
-
-local function head()
-  return redis.call('LINDEX', queue, 0)
+local must_be_empty = ARGV[9] == '1' and KEYS[#KEYS] or nil
+-- The expected jobs: {id, its hash, its execution, its executions}.
+local expected = {{ARGV[1], KEYS[7], KEYS[8], KEYS[9]}}
+if ARGV[8] ~= '' then
+  expected[2] = {ARGV[8], KEYS[10], KEYS[11], KEYS[12]}
 end
 
-if redis.call('SISMEMBER', worker_executions, composite) == 1 then
-  return {'started', job_id, redis.call('HGETALL', job), head()}
+local function heads(detail_outcome, job_id, detail)
+  local first_two = redis.call('LRANGE', queue, 0, 1)
+  return {detail_outcome, job_id, detail, first_two[1] or false, first_two[2] or false}
+end
+
+for _, candidate in ipairs(expected) do
+  if redis.call('SISMEMBER', worker_executions, candidate[1] .. ':' .. execution_id) == 1 then
+    return heads('started', candidate[1], redis.call('HGETALL', candidate[2]))
+  end
 end
 if redis.call('EXISTS', suspended) == 1
     or (must_be_empty and redis.call('SCARD', must_be_empty) > 0) then
-  return {'held', job_id, false, head()}
+  return heads('held', ARGV[1], false)
 end
-local first = head()
+local first = redis.call('LINDEX', queue, 0)
 if not first then
-  return {'empty', job_id, false, false}
+  return {'empty', ARGV[1], false, false, false}
 end
-if first ~= job_id then
-  return {'moved', first, false, first}
+local job_id, job, execution, job_executions
+for _, candidate in ipairs(expected) do
+  if candidate[1] == first then
+    job_id, job, execution, job_executions = candidate[1], candidate[2], candidate[3], candidate[4]
+  end
 end
+if not job_id then
+  return heads('moved', first, false)
+end
+local composite = job_id .. ':' .. execution_id
 
 -- Queue.dequeue_any: the job id, into the intermediate queue.
 redis.call('LMOVE', queue, intermediate_queue, 'LEFT', 'RIGHT')
 local key_type = redis.call('TYPE', job)['ok']
 if key_type ~= 'hash' and key_type ~= 'none' then
   redis.call('LREM', intermediate_queue, 1, job_id)
-  return {'not_hash', job_id, key_type, head()}
+  return heads('not_hash', job_id, key_type)
 end
 local fields = redis.call('HGETALL', job)
 if #fields == 0 then
   redis.call('LREM', intermediate_queue, 1, job_id)
-  return {'gone', job_id, false, head()}
+  return heads('gone', job_id, false)
 end
 
 -- SimpleWorker.get_heartbeat_ttl(job)
@@ -97,4 +116,4 @@ redis.call('HSET', job, 'last_heartbeat', now_text, 'status', 'started',
            'started_at', now_text, 'worker_name', worker_name)
 redis.call('PERSIST', job)
 redis.call('LREM', intermediate_queue, 1, job_id)
-return {'started', job_id, fields, head()}
+return heads('started', job_id, fields)
