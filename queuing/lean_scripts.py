@@ -34,6 +34,9 @@ END_JOB_LUA = (_LUA / "end_job.lua").read_text()
 # The RQ release line whose bookkeeping the scripts restate, and the only one the lean
 # worker runs with (workers.py chooses RQ's own worker code otherwise).
 RESTATED_RQ = (3, 0)
+# How many of the job ids first in the queue a start names: when other workers took the
+# first ones meanwhile, one of the next is at the head, and the start needs no second try.
+HEADS = 3
 
 
 def restates_installed_rq() -> bool:
@@ -60,21 +63,22 @@ class StartCall(NamedTuple):
 
 def start_call(worker: Any, queue_key: str, intermediate_key: str, started_registry: str,
                job_ids: list[str], wait_for: str | None = None) -> StartCall:
-    """The start of the first of ``job_ids`` (one or two) found at the head of the queue;
+    """The start of whichever of ``job_ids`` (the first few last seen in the queue) is at
+    its head;
     ``wait_for``: a set that must be empty for the start (the dependents of the job that
     just ended)."""
     at, execution_id = now(), uuid4().hex
     keys = [queue_key, intermediate_key, worker.key, worker.executions_key, started_registry,
             WORKERS_SUSPENDED]
-    for job_id in job_ids[:2]:
+    for job_id in job_ids:
         keys += [worker.job_class.key_for(job_id),
                  Execution(execution_id, job_id, worker.connection).key,
                  ExecutionRegistry.key_template.format(job_id)]
     if wait_for is not None:
         keys.append(wait_for)
-    second = job_ids[1] if len(job_ids) > 1 else ""
     args = [job_ids[0], execution_id, repr(at.timestamp()), current_timestamp(), utcformat(at),
-            worker.name, DEFAULT_WORKER_TTL, second, "1" if wait_for is not None else ""]
+            worker.name, DEFAULT_WORKER_TTL, "1" if wait_for is not None else "", HEADS,
+            *job_ids[1:]]
     return StartCall(Call("start", keys, args), execution_id, at)
 
 

@@ -8,11 +8,11 @@ records it finished or failed (``handle_job_success``, ``handle_job_failure``) a
 job's events (job_events.Outbox), so a creator never hears "completed" before RQ says
 so. The next job's start goes in the end's round trip, unless RQ would do something
 first: free the job's rate-limit slot, enqueue its dependents, or stop for ``rq
-suspend``. Each reply names the two jobs then first in the queue, whose keys the next
-start passes in KEYS: when another worker took the first, the second is at the head, and
-the start needs no second try. Whatever is not the plain case is RQ's own code: an empty queue,
-retries, repeats, a stopped job, a ``Retry``, a TTL of 0, several queues, a job
-cancelled or deleted while it ran. Both scripts may run again after a lost reply.
+suspend``. Each reply names the jobs then first in the queue (lean_scripts.HEADS), whose
+keys the next start passes in KEYS: when other workers took the first, the next is at the
+head, and the start needs no second try. Whatever is not the plain case is RQ's own
+code: an empty queue, retries, repeats, a stopped job, a ``Retry``, a TTL of 0, several
+queues, a job cancelled or deleted while it ran. Both scripts may run again after a lost reply.
 
 Used only with the RQ release the scripts restate (lean_scripts.RESTATED_RQ; workers.py).
 tests/test_lean_worker.py compares it with SimpleWorker; RQ 3.0.0's own test suite (803
@@ -61,7 +61,7 @@ class LeanWorker(RecoveringWorker):
         self._outbox: job_events.Outbox | None = None
         self._last_heartbeat = float("-inf")
         self._registry_keys: dict[tuple[type, str], str] = {}
-        self._heads: list[str] = []  # the job ids last seen first and second in the queue
+        self._heads: list[str] = []  # the job ids last seen first in the queue
         self._next: Job | None = None  # started by the last end's round trip, not yet run
 
     def _lean(self) -> bool:
@@ -99,8 +99,8 @@ class LeanWorker(RecoveringWorker):
         """Start the job at the head of ``queue``; None when it is empty."""
         while not self._stop_requested:
             if not self._heads:
-                heads = self.through_restarts(self.connection.lrange, queue.key, 0, 1,
-                                              stoppable=True)
+                heads = self.through_restarts(self.connection.lrange, queue.key, 0,
+                                              lean_scripts.HEADS - 1, stoppable=True)
                 if not heads:
                     return None
                 self._heads = [head.decode() for head in heads]

@@ -1,8 +1,8 @@
 -- Start the job at the head of a queue, writing what RQ 3.0's SimpleWorker writes when
 -- it dequeues and starts a job (Queue.dequeue_any, executions.prepare_execution,
--- BaseWorker.prepare_job_execution). The caller names the one or two jobs it expects at
--- the head (the first two it last saw there: when another worker took the first, the
--- second is at the head), so that every key is in KEYS; another job there is not started.
+-- BaseWorker.prepare_job_execution). The caller names the jobs it expects at the head (the
+-- first few it last saw there: when other workers took the first, the next is at the
+-- head), so that every key is in KEYS; another job there is not started.
 -- Called again with the same execution id (a reply lost to a restart), it returns the
 -- job that execution started and writes nothing.
 --
@@ -15,9 +15,8 @@
 -- KEYS[7]   the first expected job's hash
 -- KEYS[8]   its execution
 -- KEYS[9]   its executions (ExecutionRegistry)
--- KEYS[10]  the second expected job's hash, then KEYS[11] and KEYS[12] as 8 and 9
---           (when ARGV[8] names one)
--- KEYS[#KEYS] when ARGV[9] is '1': a set that must be empty for a start, the dependents of
+-- KEYS[10..12], KEYS[13..15]  the same for each further expected job (ARGV[10...])
+-- KEYS[#KEYS] when ARGV[8] is '1': a set that must be empty for a start, the dependents of
 --           the job the worker just ended, which RQ enqueues before it takes the next job
 -- ARGV[1]   the first expected job's id
 -- ARGV[2]   a new execution id
@@ -26,9 +25,10 @@
 -- ARGV[5]   now, as RQ's ISO text
 -- ARGV[6]   the worker's name
 -- ARGV[7]   RQ's DEFAULT_WORKER_TTL
--- ARGV[8]   the second expected job's id, or ''
--- ARGV[9]   '1' when the last key is the set that must be empty
--- Returns {outcome, job id, detail, the ids now first and second in the queue or false}:
+-- ARGV[8]   '1' when the last key is the set that must be empty
+-- ARGV[9]   how many of the ids first in the queue the reply names
+-- ARGV[10...] the further expected jobs' ids
+-- Returns {outcome, job id, detail, the ids now first in the queue (up to ARGV[9])}:
 --   started   detail: the job's hash as HGETALL gives it
 --   gone      the job was deleted while queued: taken off the queue, not started
 --   not_hash  its key holds another type (detail): taken off the queue, not started
@@ -41,16 +41,21 @@ local started_registry, suspended = KEYS[5], KEYS[6]
 local execution_id = ARGV[2]
 local now_float, now_seconds, now_text = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local worker_name, worker_ttl = ARGV[6], tonumber(ARGV[7])
-local must_be_empty = ARGV[9] == '1' and KEYS[#KEYS] or nil
+local must_be_empty = ARGV[8] == '1' and KEYS[#KEYS] or nil
+local heads_wanted = tonumber(ARGV[9])
 -- The expected jobs: {id, its hash, its execution, its executions}.
 local expected = {{ARGV[1], KEYS[7], KEYS[8], KEYS[9]}}
-if ARGV[8] ~= '' then
-  expected[2] = {ARGV[8], KEYS[10], KEYS[11], KEYS[12]}
+for n = 10, #ARGV do
+  local first_key = 7 + 3 * (n - 9)
+  expected[#expected + 1] = {ARGV[n], KEYS[first_key], KEYS[first_key + 1], KEYS[first_key + 2]}
 end
 
-local function heads(detail_outcome, job_id, detail)
-  local first_two = redis.call('LRANGE', queue, 0, 1)
-  return {detail_outcome, job_id, detail, first_two[1] or false, first_two[2] or false}
+local function heads(outcome, job_id, detail)
+  local reply = {outcome, job_id, detail}
+  for _, id in ipairs(redis.call('LRANGE', queue, 0, heads_wanted - 1)) do
+    reply[#reply + 1] = id
+  end
+  return reply
 end
 
 for _, candidate in ipairs(expected) do
@@ -64,7 +69,7 @@ if redis.call('EXISTS', suspended) == 1
 end
 local first = redis.call('LINDEX', queue, 0)
 if not first then
-  return {'empty', ARGV[1], false, false, false}
+  return {'empty', ARGV[1], false}
 end
 local job_id, job, execution, job_executions
 for _, candidate in ipairs(expected) do
