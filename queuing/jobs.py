@@ -6,7 +6,6 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from queuing.connection import rq_client
 from queuing.constants import JOB_ID_KEY
 
 
@@ -35,7 +34,3 @@ def reserve_job_ids(connection: redis.Redis, count: int) -> list[str]:
     """
     last = connection.incrby(JOB_ID_KEY, count)
     return [str(job_id) for job_id in range(last - count + 1, last + 1)]
-
-
-# The former name of connection.rq_client, which callers still use.
-rq_connection = rq_client

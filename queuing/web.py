@@ -19,7 +19,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.serving import WSGIRequestHandler
 
-from queuing import connection, settings, stopping, urls
+from queuing import settings, stopping, urls
 
 REDIS_DOWN = "Redis is not reachable"
 JSON = "application/json"
@@ -193,7 +193,3 @@ def serve(app: Flask, at: tuple[str, int] | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         app.run(host=host, port=port, debug=False,
                 use_reloader=False, threaded=True, request_handler=JsonErrorsRequestHandler)
-
-
-# The former name of connection.server_client, for callers not yet moved (tests/faults).
-web_client = connection.server_client

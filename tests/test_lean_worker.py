@@ -31,6 +31,7 @@ from rq.rate_limit import RateLimit
 from rq.serializers import JSONSerializer
 
 from queuing import job_batch, job_events, jobs, notifications, settings, workers
+from queuing.connection import rq_client
 from queuing.lean_worker import LeanWorker
 from queuing.recovering_worker import RecoveringWorker
 
@@ -109,7 +110,7 @@ def _run(connection, worker_class) -> dict[bytes, Any]:
 
 @pytest.fixture
 def connection(redis_url, real_redis):
-    return jobs.rq_connection(redis_url)
+    return rq_client(redis_url)
 
 
 def test_lean_worker_leaves_what_rq_simple_worker_leaves(connection):
