@@ -132,6 +132,9 @@ def test_a_processor_started_with_sigint_ignored_keeps_it_ignored_and_stops_on_s
     try:
         wait_until(lambda: workers_on(connection, queue_name) == workers, "its workers")
         terminal.ctrl_c()  # the starter said Ctrl-C is not for it: it runs on
+        # The terminal discards output not yet read when it takes the Ctrl-C (its echo
+        # comes after): wait for the echo, so the line below cannot be discarded.
+        terminal.wait_for("^C")
         data = {"phoneNumber": "4151218782", "message": "still here"}
         func = ("queuing.notifications.push_notification" if workers == 1
                 else "queuing.notifications.push_tracked_notification")
