@@ -61,3 +61,12 @@ REMINDER_SENT_TTL_SECONDS = 2 * 24 * 60 * 60
 DEFAULT_REMINDER_TIMES = ("09:00", "12:00", "18:00", "22:00")
 # A slot missed by up to this long (scheduler down, worker busy) is still sent, once.
 DEFAULT_REMINDER_GRACE_SECONDS = 10 * 60
+
+# The web app's users and their sign-in tokens (webapp.py: the uptime service's API).
+UPTIME_USER_KEY = "uptime:user:{phone}"  # hash: names, password hash, tosAgreement
+UPTIME_USER_CHECKS_KEY = "uptime:user:{phone}:checks"  # set of the user's check ids
+UPTIME_USER_TOKENS_KEY = "uptime:user:{phone}:tokens"  # set of the user's token digests
+UPTIME_TOKEN_KEY = "uptime:token:{digest}"  # hash: phone, expires; the SHA-256 of a token
+DEFAULT_TOKEN_SECONDS = 60 * 60
+DEFAULT_MAX_CHECKS = 5
+DEFAULT_PHONE_REGION = "US"

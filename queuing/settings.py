@@ -20,9 +20,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import load_dotenv
 
 from queuing.constants import (
+    DEFAULT_MAX_CHECKS,
+    DEFAULT_PHONE_REGION,
     DEFAULT_PORT,
     DEFAULT_REDIS_URL,
     DEFAULT_REMINDER_GRACE_SECONDS,
+    DEFAULT_TOKEN_SECONDS,
     DEFAULT_UPTIME_INTERVAL_SECONDS,
 )
 
@@ -56,6 +59,9 @@ TIMEZONE_ENV = _setting("REMINDER_TIMEZONE")
 GRACE_ENV = _setting("REMINDER_GRACE_SECONDS", DEFAULT_REMINDER_GRACE_SECONDS)
 TICK_ENV = _setting("REMINDER_TICK_SECONDS")
 UPTIME_INTERVAL_ENV = _setting("UPTIME_INTERVAL_SECONDS", DEFAULT_UPTIME_INTERVAL_SECONDS)
+MAX_CHECKS_ENV = _setting("UPTIME_MAX_CHECKS", DEFAULT_MAX_CHECKS)
+TOKEN_SECONDS_ENV = _setting("TOKEN_SECONDS", DEFAULT_TOKEN_SECONDS)
+PHONE_REGION_ENV = _setting("PHONE_REGION", DEFAULT_PHONE_REGION)
 DEFAULT_HOST = "127.0.0.1"
 HOST_ENV = _setting("HOST", DEFAULT_HOST)
 PORT_ENV = _setting("PORT", DEFAULT_PORT)
@@ -136,6 +142,32 @@ def uptime_interval_seconds(env: Env = os.environ) -> float:
 def worker_shutdown_grace(env: Env = os.environ) -> float:
     """``WORKER_SHUTDOWN_GRACE``: how long a stop waits for a worker's running job."""
     return positive_number(SHUTDOWN_GRACE_ENV, DEFAULT_SHUTDOWN_GRACE_SECONDS, env)
+
+
+def uptime_max_checks(env: Env = os.environ) -> int:
+    """``UPTIME_MAX_CHECKS``: how many checks one user of the web app may have."""
+    raw = env.get(MAX_CHECKS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_CHECKS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{MAX_CHECKS_ENV} must be a whole number, at least 1, not {raw!r}")
+    return int(raw)
+
+
+def token_seconds(env: Env = os.environ) -> float:
+    """``TOKEN_SECONDS``: how long a sign-in token of the web app lasts (and each extension)."""
+    return positive_number(TOKEN_SECONDS_ENV, DEFAULT_TOKEN_SECONDS, env)
+
+
+def phone_region(env: Env = os.environ) -> str:
+    """``PHONE_REGION``: the country a phone number without +country code is read in."""
+    import phonenumbers  # here: only the web app and the CLIs that take phone numbers need it
+
+    raw = env.get(PHONE_REGION_ENV, "").strip().upper() or DEFAULT_PHONE_REGION
+    if raw not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"{PHONE_REGION_ENV} must be a two-letter region such as US or GB, "
+                          f"not {raw!r}")
+    return raw
 
 
 def host(env: Env = os.environ) -> str:

@@ -99,6 +99,69 @@ def redis_server():
     server.close()
 
 
+class Clock:
+    """A clock a test sets and moves: the web app's CLOCK (store.now)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fake_rq_redis(fake_server) -> fakeredis.FakeRedis:
+    """A fake client that answers bytes, as RQ needs, on the same data as fake_redis."""
+    return fakeredis.FakeRedis(server=fake_server)
+
+
+@pytest.fixture
+def app(fake_redis, fake_rq_redis, clock):
+    """The web app (webapp.py) on fakeredis, with a clock the test moves."""
+    from queuing import webapp
+
+    return webapp.create_app({"REDIS": fake_redis, "RQ_REDIS": fake_rq_redis, "CLOCK": clock})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+JANE = {"firstName": "Jane", "lastName": "Dreamer", "phone": "4158675309",
+        "password": "password", "tosAgreement": True}
+JOHN = {"firstName": "John", "lastName": "Doe", "phone": "4153518780",
+        "password": "drowssap1", "tosAgreement": True}
+
+
+def sign_up_and_in(client, user: dict) -> dict[str, str]:
+    """Create ``user`` through the API and sign in: the headers of its requests."""
+    assert client.post("/users", json=user).status_code == 201
+    answer = client.post("/tokens", json={"phone": user["phone"], "password": user["password"]})
+    assert answer.status_code == 201, answer.data
+    return {"token": answer.get_json()["id"]}
+
+
+@pytest.fixture
+def user_headers(client) -> dict[str, str]:
+    """Jane Dreamer (the seed's user, 4158675309 / password) signed in: {"token": id}."""
+    return sign_up_and_in(client, JANE)
+
+
+@pytest.fixture
+def other_user_headers(client) -> dict[str, str]:
+    """A second user, John Doe (4153518780), signed in."""
+    return sign_up_and_in(client, JOHN)
+
+
 @pytest.fixture
 def running() -> list:
     """Servers a test starts (tests.servers.Server): each is killed when the test ends."""

@@ -1,0 +1,35 @@
+"""The web app of the two worker systems: one Flask app, a blueprint per part (as flaskr).
+
+- users_api: /users and /tokens (sign up, sign in);
+- checks_api: /checks, the uptime checks a user owns (the uptime worker runs them);
+- status_page: /status, the page a person opens in a browser;
+- reminders_api: /reminders and /messages (the SMS worker sends them).
+
+The Procfile's ``web:`` process serves it with granian on ``0.0.0.0:$PORT``::
+
+    granian --interface wsgi --factory queuing.webapp:create_app
+
+Tests pass ``test_config``: fakeredis clients (``REDIS``, ``RQ_REDIS``), a ``CLOCK`` they
+move, ``MAX_CHECKS`` or ``TOKEN_SECONDS``; anything not given comes from the settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from queuing import checks_api, reminders_api, settings, status_page, store, users_api, web
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    settings.load_env()
+    app = web.new_app(__name__)
+    config = test_config or {}
+    app.config["MAX_CHECKS"] = config.get("MAX_CHECKS") or settings.uptime_max_checks()
+    app.config["TOKEN_SECONDS"] = config.get("TOKEN_SECONDS") or settings.token_seconds()
+    settings.phone_region()  # a bad PHONE_REGION stops the server now, not at a request
+    store.init_app(app, test_config)
+    for blueprint in (users_api.bp, checks_api.bp, status_page.bp, reminders_api.bp):
+        app.register_blueprint(blueprint)
+    return app
