@@ -183,11 +183,14 @@ def test_honcho_starts_the_procfile_and_alerts_flow_to_twilio(redis_url, site, t
         due_when_added("1", redis_url)
         wait_until(lambda: "Take your medicine" in stub.bodies(), 20, "the reminder")
 
-        # honcho gives each process type its own PORT: web the first, dashboard the next.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/available_seats",
+        # honcho gives each process type its own PORT, in the Procfile's order: the web
+        # app the first, the seat server the next, then the dashboard.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as page:
+            assert page.status == 200  # the web app's sign-in form
+        with urllib.request.urlopen(f"http://127.0.0.1:{port + 100}/available_seats",
                                     timeout=5) as page:
             assert page.read() == b'{"numberOfAvailableSeats":"50"}'  # the seat server
-        with urllib.request.urlopen(f"http://127.0.0.1:{port + 100}/", timeout=5) as page:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port + 200}/", timeout=5) as page:
             assert page.status == 200 and b"RQ" in page.read()  # rq-dashboard
         time.sleep(3)  # more rounds and ticks: nothing sent twice
     finally:
@@ -208,8 +211,8 @@ def test_honcho_starts_the_procfile_and_alerts_flow_to_twilio(redis_url, site, t
     assert reminder_post["path"] == f"/2010-04-01/Accounts/{SID}/Messages.json"
     text = "".join(output)
     assert TOKEN not in text
-    for name in ("web.1", "dashboard.1", "worker.1", "clock.1", "scheduler.1", "scheduler.2",
-                 "uptime.1"):
+    for name in ("web.1", "seats.1", "dashboard.1", "worker.1", "clock.1", "scheduler.1",
+                 "scheduler.2", "uptime.1"):
         assert f"{name} started" in text
 
 
