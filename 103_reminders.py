@@ -2,10 +2,13 @@
 
     python 103_reminders.py add "Take your medicine" --phone 4153518780 --phone +14155550100
     python 103_reminders.py add "Stand up" --phone 4153518780 --times 10:30,15:30
+    python 103_reminders.py add "Call home" --phone 1-415-351-8780 --timezone America/New_York
     python 103_reminders.py list
     python 103_reminders.py remove 1
 
-Times default to 09:00, 12:00, 18:00 and 22:00, in REMINDER_TIMEZONE (default: local time).
+Times default to 09:00, 12:00, 18:00 and 22:00, in the reminder's ``--timezone`` (an IANA
+name), else REMINDER_TIMEZONE (default: local time). Phone numbers are read as people
+type them (phones.py) and stored in E.164.
 ``104_scheduler.py`` (RQ's cron) sends them; ``105_worker.py`` delivers the SMS.
 """
 
@@ -28,6 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="a recipient (repeat for several)")
     add.add_argument("--times", default=",".join(DEFAULT_REMINDER_TIMES),
                      help="comma-separated HH:MM (default: %(default)s)")
+    add.add_argument("--timezone", default="",
+                     help="an IANA time zone such as America/New_York "
+                          "(default: REMINDER_TIMEZONE, else local time)")
     commands.add_parser("list", help="list the reminders and when each is next sent")
     remove = commands.add_parser("remove", help="remove a reminder")
     remove.add_argument("id")
@@ -41,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     client = common.connect()
     if args.command == "add":
         try:
-            reminder = reminders.validate(args.message, args.phone, args.times)
+            reminder = reminders.validate(args.message, args.phone, args.times, args.timezone)
         except reminders.InvalidReminder as error:
             common.log_error(f"Invalid reminder: {error}")
             return 1
         reminder = reminders.add_reminder(client, reminder)
         common.log(f"Reminder {reminder.id} added: {reminder.message!r} to "
-                   f"{', '.join(reminder.phones)} at {', '.join(reminder.times)}")
+                   f"{', '.join(reminder.phones)} at {', '.join(reminder.times)}"
+                   f"{f' ({reminder.timezone})' if reminder.timezone else ''}")
     elif args.command == "list":
         now = datetime.now(timezone.utc)
         found = reminders.all_reminders(client)
@@ -56,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         for reminder in found:
             upcoming = reminders.upcoming_send(client, reminder, now, tz, grace)
             due = " (due now: the next tick sends it)" if upcoming <= now else ""
+            zone = f" ({reminder.timezone})" if reminder.timezone else ""
             common.log(f"{reminder.id}: {reminder.message!r} to {', '.join(reminder.phones)} "
-                       f"at {', '.join(reminder.times)}; next {upcoming:%Y-%m-%d %H:%M %Z}{due}")
+                       f"at {', '.join(reminder.times)}{zone}; "
+                       f"next {upcoming:%Y-%m-%d %H:%M %Z}{due}")
     elif not reminders.remove_reminder(client, args.id):
         common.log_error(f"No reminder {args.id}")
         return 1

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import fakeredis
 import pytest
+import redis
 
 from queuing import reminders, settings
 from queuing.constants import SMS_QUEUE
@@ -55,14 +56,40 @@ def test_times_are_parsed_and_sorted():
     ({"times": "25:00"}, "HH:MM"),
     ({"times": "9"}, "HH:MM"),
     ({"times": []}, "at least one time"),
-    ({"phones": []}, "at least one phone"),
-    ({"phones": ["12"]}, "Invalid phone number"),
+    ({"recipients": []}, "at least one phone"),
+    ({"recipients": ["12"]}, "Invalid phone number"),
+    ({"recipients": ["+999999999999999"]}, "Invalid phone number"),
     ({"message": " "}, "empty"),
+    ({"timezone": "Mars/Olympus"}, "not a known time zone"),
+    ({"timezone": "../../etc/passwd"}, "not a known time zone"),
 ])
 def test_validate_refuses_bad_fields(fields, reason):
-    given = {"message": "hi", "phones": ["4153518780"]} | fields
+    given = {"message": "hi", "recipients": ["4153518780"]} | fields
     with pytest.raises(reminders.InvalidReminder, match=reason):
         reminders.validate(**given)
+
+
+def test_recipients_are_normalised_as_people_type_them():
+    reminder = reminders.validate("hi", ["1-415-351-8780", "(415) 351-8780", "+1 415 555 0100"])
+    assert reminder.phones == ("+14153518780", "+14155550100")
+
+
+def test_owners_see_and_lose_only_their_reminders(fake_redis):
+    jane = reminders.add_reminder(fake_redis, reminders.validate(
+        "Stand up", ["4153518780"], "10:30", timezone="America/New_York", owner="+14153518780"))
+    other = reminders.add_reminder(fake_redis, reminders.validate(
+        "Drink", ["4155550100"], owner="+14155550100"))
+    cli = add(fake_redis)
+    assert reminders.reminders_of(fake_redis, "+14153518780") == [jane]
+    assert reminders.get_reminder(fake_redis, jane.id) == jane
+    assert jane.timezone == "America/New_York" and jane.owner == "+14153518780"
+    assert reminders.get_reminder(fake_redis, "99") is None
+    assert reminders.get_reminder(fake_redis, "../1") is None
+    assert reminders.remove_reminders_of(fake_redis, "+14153518780") == 1
+    assert reminders.all_reminders(fake_redis) == [other, cli]
+    assert reminders.remove_reminder(fake_redis, other.id)
+    assert reminders.reminders_of(fake_redis, "+14155550100") == []
+    assert not fake_redis.exists(reminders.REMINDER_OWNER_KEY.format(owner="+14155550100"))
 
 
 def test_add_list_remove(fake_redis):
@@ -97,6 +124,31 @@ def test_the_timezone_decides_the_hour(fake_redis, rq_redis):
     assert reminders.send_due(fake_redis, rq_redis, eight_utc, timezone.utc, GRACE) == []
     [(_, slot)] = reminders.send_due(fake_redis, rq_redis, eight_utc, PARIS, GRACE)
     assert slot == at("09:00")
+
+
+def test_each_reminder_has_its_own_time_zone(fake_redis, rq_redis):
+    """09:00 in Paris and 09:00 in New York: two UTC instants, six hours apart; the
+    reminder without a zone of its own follows the default (UTC here)."""
+    for zone in ("Europe/Paris", "America/New_York", ""):
+        reminders.add_reminder(fake_redis, reminders.validate(
+            zone or "default", ["4153518780"], "09:00", timezone=zone), now=LONG_AGO)
+    sent = {}
+    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    while now < datetime(2026, 11, 24, tzinfo=timezone.utc):
+        for reminder, slot in reminders.send_due(fake_redis, rq_redis, now, timezone.utc, GRACE):
+            sent[reminder.message] = (now.strftime("%H:%M"), slot.isoformat())
+        now += timedelta(minutes=1)
+    assert sent == {"Europe/Paris": ("08:00", "2026-11-23T09:00:00+01:00"),
+                    "America/New_York": ("14:00", "2026-11-23T09:00:00-05:00"),
+                    "default": ("09:00", "2026-11-23T09:00:00+00:00")}
+
+
+def test_the_next_send_is_in_the_reminders_zone():
+    reminder = reminders.Reminder("1", "hi", ("+14153518780",), ("09:00",),
+                                  timezone="America/New_York")
+    upcoming = reminders.next_slot(reminder, datetime(2026, 11, 23, 13, 0, tzinfo=timezone.utc),
+                                   PARIS)
+    assert upcoming.isoformat() == "2026-11-23T09:00:00-05:00"
 
 
 def test_local_time_is_the_default(monkeypatch):
@@ -161,6 +213,35 @@ def test_two_schedulers_ticking_at_once_send_once(fake_redis, rq_redis):
     for thread in threads:
         thread.join()
     assert len(sms(rq_redis)) == 1
+
+
+def test_two_schedulers_ticking_at_once_on_real_redis_send_once(real_redis, redis_url):
+    """Six ticks released together by a barrier, each with its own connections."""
+    from queuing.connection import rq_client
+
+    add(real_redis, phones=["4153518780", "4155550100"], times="09:00")
+    barrier = threading.Barrier(6)
+    results = []
+
+    def scheduler(now):
+        connection = redis.Redis.from_url(redis_url, decode_responses=True)
+        rq_connection = rq_client(redis_url)
+        try:
+            barrier.wait(timeout=10)
+            results.append(reminders.send_due(connection, rq_connection, now, PARIS, GRACE))
+        finally:
+            connection.close()
+            rq_connection.close()
+
+    threads = [threading.Thread(target=scheduler, args=(now,))
+               for now in [at("09:00")] * 3 + [at("09:05")] * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 6
+    assert sorted(len(sent) for sent in results) == [0, 0, 0, 0, 0, 1]
+    assert real_redis.llen(f"rq:queue:{SMS_QUEUE}") == 2  # one SMS per recipient
 
 
 def test_next_slot_for_the_list():
