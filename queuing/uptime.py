@@ -1,10 +1,13 @@
 """Uptime checks: stored in Redis, run concurrently, an SMS alert when one goes up or down.
 
-A check has the course's fields (protocol, url, method, successCodes, timeoutSeconds)
-and the phone to alert. A round runs every check at once, each with its own timeout;
-a check is ``up`` when the answer's status is one of its success codes, ``down``
-otherwise, including a bad URL, a refused connection or a timeout: a check never
-crashes the worker.
+A check has the course's fields (protocol, url, method, successCodes, timeoutSeconds),
+the phone to alert and its owner (the web app's user whose phone that is; none for a
+check the admin CLI adds). An owner has at most ``max_checks`` checks, counted and
+stored in one Lua script (lua/add_check.lua), so requests at once cannot pass the limit.
+
+A round runs every check at once, each with its own timeout; a check is ``up`` when the
+answer's status is one of its success codes, ``down`` otherwise, including a bad URL, a
+refused connection or a timeout: a check never crashes the worker.
 
 The state is written with ``SET ... GET``, which returns the previous state in the same
 command: only the one write that changes the state queues an alert, even with two
@@ -14,16 +17,18 @@ workers, and the first run (no previous state) alerts nobody.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 import requests
 
-from queuing import senders
+from queuing import phones, senders
 from queuing.constants import (
     UPTIME_CHECK_ID_KEY,
     UPTIME_CHECK_KEY,
@@ -31,6 +36,7 @@ from queuing.constants import (
     UPTIME_LOG_KEY,
     UPTIME_LOG_LENGTH,
     UPTIME_STATE_KEY,
+    UPTIME_USER_CHECKS_KEY,
 )
 
 PROTOCOLS = ("http", "https")
@@ -39,10 +45,21 @@ MAX_TIMEOUT_SECONDS = 60
 MAX_CHECKS_AT_ONCE = 32
 UP, DOWN = "up", "down"
 ALERT = "Alert: your check for {method} {protocol}://{url} is now {state}"
+ADD_CHECK_LUA = (Path(__file__).parent / "lua" / "add_check.lua").read_text()
+# What ends a URL's host part (its "netloc"): a user name and password would be before it.
+_END_OF_HOST = re.compile(r"[/?#]")
 
 
 class InvalidCheck(ValueError):
     """A check's fields are not usable; the message says which and why."""
+
+
+class TooManyChecks(Exception):
+    """The owner has as many checks as they may have already."""
+
+    def __init__(self, max_checks: int) -> None:
+        super().__init__(f"The user already has the maximum number of checks ({max_checks})")
+        self.max_checks = max_checks
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,7 @@ class Check:
     success_codes: tuple[int, ...]
     timeout_seconds: float
     phone: str
+    owner: str = ""  # the user's phone (E.164); "" for a check the admin CLI added
 
     @property
     def full_url(self) -> str:
@@ -76,7 +94,8 @@ class Outcome:
 
 def validate(protocol: str, url: str, method: str = "get",
              success_codes: Iterable[int | str] = (200, 201),
-             timeout_seconds: float | str = 3, phone: str = "", check_id: str = "") -> Check:
+             timeout_seconds: float | str = 3, phone: str = "", check_id: str = "",
+             owner: str = "") -> Check:
     """A Check from user input, or InvalidCheck. ``url`` may include its protocol."""
     url = url.strip()
     if "://" in url:
@@ -84,14 +103,7 @@ def validate(protocol: str, url: str, method: str = "get",
     protocol = protocol.strip().lower()
     if protocol not in PROTOCOLS:
         raise InvalidCheck(f"protocol must be http or https, not {protocol!r}")
-    if not url or any(c.isspace() for c in url):
-        raise InvalidCheck(f"url must be a host name with an optional path, not {url!r}")
-    try:
-        host = urlsplit(f"{protocol}://{url}").hostname
-    except ValueError:
-        host = None
-    if not host:
-        raise InvalidCheck(f"url has no host name: {url!r}")
+    _check_url(protocol, url)
     method = method.strip().lower()
     if method not in METHODS:
         raise InvalidCheck(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -109,60 +121,150 @@ def validate(protocol: str, url: str, method: str = "get",
         raise InvalidCheck(f"timeoutSeconds must be more than 0 and at most "
                            f"{MAX_TIMEOUT_SECONDS}, not {timeout_seconds!r}")
     try:
-        phone = senders.e164(phone)
-    except senders.NotificationError as error:
+        phone = phones.normalise(phone)
+    except phones.InvalidPhone as error:
         raise InvalidCheck(str(error)) from None
-    return Check(check_id, protocol, url, method, codes, timeout, phone)
+    return Check(check_id, protocol, url, method, codes, timeout, phone, owner)
+
+
+def _check_url(protocol: str, url: str) -> None:
+    """InvalidCheck unless ``url`` is a host (and port) with an optional path.
+
+    A URL with a user name or password is refused: it would be shown wherever the check
+    is (lists, logs, the SMS). No message repeats the URL, which may hold a password.
+    """
+    if "@" in _END_OF_HOST.split(url, maxsplit=1)[0]:
+        raise InvalidCheck("url must not hold a user name or password")
+    if not url or any(c.isspace() for c in url):
+        raise InvalidCheck("url must be a host name with an optional path, without spaces")
+    try:
+        parts = urlsplit(f"{protocol}://{url}")
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise InvalidCheck("url has no host name")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise InvalidCheck("url's port must be a number from 1 to 65535")
 
 
 # -- Storage -------------------------------------------------------------------------------
 
-def add_check(connection: redis.Redis, check: Check) -> Check:
-    """Store ``check`` under a new id and return it with that id."""
-    check_id = str(connection.incr(UPTIME_CHECK_ID_KEY))
-    fields = asdict(check) | {"id": check_id}
-    fields["success_codes"] = json.dumps(list(check.success_codes))
-    with connection.pipeline() as pipe:
-        pipe.hset(UPTIME_CHECK_KEY.format(check_id=check_id), mapping=fields)
-        pipe.sadd(UPTIME_CHECKS_KEY, check_id)
-        pipe.execute()
-    return Check(**(asdict(check) | {"id": check_id}))
+def _check_key(check_id: str) -> str:
+    return UPTIME_CHECK_KEY.format(check_id=check_id)
+
+
+def _owner_key(owner: str) -> str:
+    return UPTIME_USER_CHECKS_KEY.format(phone=owner)
+
+
+def _to_hash(check: Check) -> dict[str, str]:
+    return {"id": check.id, "protocol": check.protocol, "url": check.url,
+            "method": check.method, "success_codes": json.dumps(list(check.success_codes)),
+            "timeout_seconds": repr(check.timeout_seconds), "phone": check.phone,
+            "owner": check.owner}
 
 
 def _from_hash(fields: Mapping[str, str]) -> Check:
     return Check(id=fields["id"], protocol=fields["protocol"], url=fields["url"],
                  method=fields["method"],
                  success_codes=tuple(json.loads(fields["success_codes"])),
-                 timeout_seconds=float(fields["timeout_seconds"]), phone=fields["phone"])
+                 timeout_seconds=float(fields["timeout_seconds"]), phone=fields["phone"],
+                 owner=fields.get("owner", ""))
+
+
+def add_check(connection: redis.Redis, check: Check, max_checks: int | None = None) -> Check:
+    """Store ``check`` under a new id and return it with that id.
+
+    TooManyChecks when its owner has ``max_checks`` already (no limit when None, and
+    none for a check without an owner). A refused check still used up its id.
+    """
+    stored = replace(check, id=str(connection.incr(UPTIME_CHECK_ID_KEY)))
+    keys = [_check_key(stored.id), UPTIME_CHECKS_KEY]
+    if stored.owner:
+        keys.append(_owner_key(stored.owner))
+    fields = [item for pair in _to_hash(stored).items() for item in pair]
+    limit = "" if max_checks is None else str(max_checks)
+    if not connection.eval(ADD_CHECK_LUA, len(keys), *keys, stored.id, limit, *fields):
+        raise TooManyChecks(max_checks or 0)
+    return stored
+
+
+def update_check(connection: redis.Redis, check: Check) -> Check | None:
+    """Write ``check``'s fields over the stored check of its id, which keeps its owner,
+    state and log; None if there is no such check (removed meanwhile: not re-created)."""
+    key = _check_key(check.id)
+    fields = _to_hash(check)
+    del fields["id"], fields["owner"]
+
+    def edit(pipe: redis.client.Pipeline) -> dict[str, str]:
+        stored = pipe.hgetall(key)
+        if stored.get("id"):
+            pipe.multi()
+            pipe.hset(key, mapping=fields)
+        return stored
+
+    stored = connection.transaction(edit, key, value_from_callable=True)
+    return _from_hash(stored | fields) if stored.get("id") else None
 
 
 def get_check(connection: redis.Redis, check_id: str) -> Check | None:
-    fields = connection.hgetall(UPTIME_CHECK_KEY.format(check_id=check_id))
-    return _from_hash(fields) if fields else None
+    """The check, or None; also None for the time a round may write of a check removed
+    while it ran (a hash without an id)."""
+    fields = connection.hgetall(_check_key(check_id))
+    return _from_hash(fields) if fields.get("id") else None
+
+
+def _checks(connection: redis.Redis, ids: Iterable[str]) -> list[Check]:
+    with connection.pipeline() as pipe:
+        for check_id in sorted(ids, key=int):
+            pipe.hgetall(_check_key(check_id))
+        return [_from_hash(fields) for fields in pipe.execute() if fields.get("id")]
 
 
 def all_checks(connection: redis.Redis) -> list[Check]:
     """Every stored check, by id (the course's ``gatherAllChecks``)."""
-    ids = sorted(connection.smembers(UPTIME_CHECKS_KEY), key=int)
-    with connection.pipeline() as pipe:
-        for check_id in ids:
-            pipe.hgetall(UPTIME_CHECK_KEY.format(check_id=check_id))
-        return [_from_hash(fields) for fields in pipe.execute() if fields]
+    return _checks(connection, connection.smembers(UPTIME_CHECKS_KEY))
+
+
+def checks_of(connection: redis.Redis, owner: str) -> list[Check]:
+    """The checks of one user (their phone, E.164), by id."""
+    return _checks(connection, connection.smembers(_owner_key(owner)))
 
 
 def remove_check(connection: redis.Redis, check_id: str) -> bool:
     """Forget a check, its state and its log; False if there was no such check."""
+    owner = connection.hget(_check_key(check_id), "owner")
     with connection.pipeline() as pipe:
         pipe.srem(UPTIME_CHECKS_KEY, check_id)
-        pipe.delete(UPTIME_CHECK_KEY.format(check_id=check_id),
-                    UPTIME_STATE_KEY.format(check_id=check_id),
+        if owner:
+            pipe.srem(_owner_key(owner), check_id)
+        pipe.delete(_check_key(check_id), UPTIME_STATE_KEY.format(check_id=check_id),
                     UPTIME_LOG_KEY.format(check_id=check_id))
-        removed, _ = pipe.execute()
+        removed = pipe.execute()[0]
     return bool(removed)
+
+
+def remove_checks_of(connection: redis.Redis, owner: str) -> int:
+    """Forget every check of a user who is deleted; how many there were."""
+    removed = sum(remove_check(connection, check_id)
+                  for check_id in connection.smembers(_owner_key(owner)))
+    connection.delete(_owner_key(owner))
+    return removed
 
 
 def state_of(connection: redis.Redis, check_id: str) -> str | None:
     return connection.get(UPTIME_STATE_KEY.format(check_id=check_id))
+
+
+def last_checked(connection: redis.Redis, check_id: str) -> float | None:
+    """When the check last ran (seconds since the epoch), None before its first run."""
+    when = connection.hget(_check_key(check_id), "last_checked")
+    return float(when) if when else None
 
 
 def log_of(connection: redis.Redis, check_id: str) -> list[dict]:

@@ -8,6 +8,7 @@ import zlib
 
 import fakeredis
 import pytest
+import redis
 from rq.serializers import JSONSerializer
 
 from queuing import uptime
@@ -16,6 +17,7 @@ from queuing.jobs import json_queue
 from tests.local_http import Site
 
 PHONE = "4153518780"
+OWNER, OTHER = "+14153518780", "+14158675309"
 
 
 @pytest.fixture
@@ -74,6 +76,45 @@ def test_validate_refuses_bad_fields(fields, reason):
         uptime.validate(**given)
 
 
+@pytest.mark.parametrize("url", ["user:secret@example.com", "http://user:secret@example.com/x",
+                                 ":secret@example.com", "user:secret@example.com?x=1",
+                                 "user:se cret@example.com", "user@example.com:99999"])
+def test_validate_refuses_a_user_name_or_password_and_never_repeats_it(url):
+    with pytest.raises(uptime.InvalidCheck) as refused:
+        uptime.validate("http", url, phone=PHONE)
+    assert str(refused.value) == "url must not hold a user name or password"
+
+
+def test_an_at_sign_in_the_path_is_no_password():
+    assert uptime.validate("https", "example.com/@someone", phone=PHONE).url == \
+        "example.com/@someone"
+
+
+@pytest.mark.parametrize("url", ["example.com:99999", "example.com:0/x", "example.com:http",
+                                 "[::1]:65536", "example.com:-1"])
+def test_validate_refuses_a_port_outside_1_to_65535(url):
+    with pytest.raises(uptime.InvalidCheck, match=r"^url's port must be a number from 1 to 65535$"):
+        uptime.validate("http", url, phone=PHONE)
+
+
+@pytest.mark.parametrize("url", ["example.com:1", "example.com:65535/x", "[::1]:8080"])
+def test_validate_takes_any_port_from_1_to_65535(url):
+    assert uptime.validate("http", url, phone=PHONE).url == url
+
+
+@pytest.mark.parametrize(("typed", "e164"), [("1-415-351-8780", "+14153518780"),
+                                             ("(415) 351-8780", "+14153518780"),
+                                             ("+44 20 7946 0958", "+442079460958")])
+def test_validate_takes_the_phone_numbers_people_type(typed, e164):
+    assert uptime.validate("http", "example.com", phone=typed).phone == e164
+
+
+@pytest.mark.parametrize("phone", ["+999999999999999", "0123456789", ""])
+def test_validate_refuses_a_number_no_phone_can_have(phone):
+    with pytest.raises(uptime.InvalidCheck, match="phone number"):
+        uptime.validate("http", "example.com", phone=phone)
+
+
 def test_add_list_remove(fake_redis):
     first = add(fake_redis, "example.com")
     second = add(fake_redis, "example.org/x", method="post", success_codes=[204])
@@ -84,6 +125,134 @@ def test_add_list_remove(fake_redis):
     assert not uptime.remove_check(fake_redis, "1")
     assert uptime.all_checks(fake_redis) == [second]
     assert add(fake_redis, "example.net").id == "3"  # ids are never reused
+
+
+def owned(connection, owner: str, url: str = "example.com", max_checks: int | None = 5):
+    check = uptime.validate("http", url, phone=owner, owner=owner)
+    return uptime.add_check(connection, check, max_checks)
+
+
+def test_each_owner_sees_only_their_checks(fake_redis):
+    admins = add(fake_redis, "example.com")
+    mine = [owned(fake_redis, OWNER, f"example.com/{n}") for n in range(2)]
+    theirs = owned(fake_redis, OTHER)
+    assert uptime.checks_of(fake_redis, OWNER) == mine
+    assert uptime.checks_of(fake_redis, OTHER) == [theirs]
+    assert [c.owner for c in uptime.all_checks(fake_redis)] == ["", OWNER, OWNER, OTHER]
+    assert uptime.get_check(fake_redis, admins.id).owner == ""
+    assert uptime.checks_of(fake_redis, "+14155550100") == []
+
+
+def test_a_sixth_check_is_refused_and_a_removed_one_makes_room(fake_redis):
+    first, *_ = [owned(fake_redis, OWNER, f"example.com/{n}") for n in range(5)]
+    with pytest.raises(uptime.TooManyChecks) as refused:
+        owned(fake_redis, OWNER, "example.com/6")
+    assert str(refused.value) == "The user already has the maximum number of checks (5)"
+    assert len(uptime.checks_of(fake_redis, OWNER)) == 5
+    assert len(uptime.all_checks(fake_redis)) == 5
+    owned(fake_redis, OTHER)  # another user's limit is their own
+    add(fake_redis, "example.org")  # the admin's checks have none
+    assert uptime.remove_check(fake_redis, first.id)
+    assert owned(fake_redis, OWNER, "example.com/7").url == "example.com/7"
+    assert len(uptime.checks_of(fake_redis, OWNER)) == 5
+
+
+def test_without_a_limit_an_owner_may_add_more(fake_redis):
+    for n in range(7):
+        owned(fake_redis, OWNER, f"example.com/{n}", max_checks=None)
+    assert len(uptime.checks_of(fake_redis, OWNER)) == 7
+
+
+def test_two_at_once_never_make_a_sixth_check_on_a_real_redis(redis_url):
+    tries = 12
+    clients = [redis.Redis.from_url(redis_url, decode_responses=True) for _ in range(tries)]
+    for n in range(4):
+        owned(clients[0], OWNER, f"example.com/{n}")
+    check = uptime.validate("http", "example.com/last", phone=OWNER, owner=OWNER)
+    barrier = threading.Barrier(tries)
+    outcomes: list[str] = []
+
+    def add_one(client):
+        client.ping()  # connected before the barrier: the adds start together
+        barrier.wait()
+        try:
+            uptime.add_check(client, check, 5)
+            outcomes.append("added")
+        except uptime.TooManyChecks:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=add_one, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client in clients:
+        client.close()
+    assert sorted(outcomes) == ["added"] + ["refused"] * (tries - 1)
+    assert len(uptime.checks_of(clients[0], OWNER)) == 5
+    assert len(uptime.all_checks(clients[0])) == 5
+
+
+def test_the_script_run_twice_stores_the_check_once(fake_redis):
+    """redis-py runs a script again after a timeout: the second run must not refuse a
+    check the first stored, nor store it twice."""
+    check = owned(fake_redis, OWNER)
+    keys = [f"uptime:check:{check.id}", "uptime:checks", f"uptime:user:{OWNER}:checks"]
+    again = fake_redis.eval(uptime.ADD_CHECK_LUA, 3, *keys, check.id, "1", "url", "x")
+    assert again == 1
+    assert uptime.checks_of(fake_redis, OWNER) == [check]
+
+
+def test_an_edit_keeps_the_id_owner_state_and_log(fake_redis):
+    check = owned(fake_redis, OWNER)
+    uptime.record(fake_redis, check, uptime.Outcome("up", 1000.0, 200))
+    edited = uptime.validate("https", "example.org/health", "head", [204], 5, phone=OWNER,
+                             check_id=check.id)
+    stored = uptime.update_check(fake_redis, edited)
+    assert stored == uptime.Check(check.id, "https", "example.org/health", "head", (204,), 5.0,
+                                  OWNER, OWNER)
+    assert uptime.get_check(fake_redis, check.id) == stored
+    assert uptime.checks_of(fake_redis, OWNER) == [stored]
+    assert uptime.state_of(fake_redis, check.id) == "up"
+    assert [entry["status_code"] for entry in uptime.log_of(fake_redis, check.id)] == [200]
+    assert uptime.last_checked(fake_redis, check.id) == 1000.0
+
+
+def test_an_edit_of_a_removed_check_brings_nothing_back(fake_redis):
+    check = owned(fake_redis, OWNER)
+    uptime.remove_check(fake_redis, check.id)
+    assert uptime.update_check(fake_redis, check) is None
+    assert fake_redis.keys("uptime:check:*") == []
+
+
+def test_last_checked_is_none_before_the_first_run(fake_redis):
+    check = owned(fake_redis, OWNER)
+    assert uptime.last_checked(fake_redis, check.id) is None
+    assert uptime.state_of(fake_redis, check.id) is None
+    uptime.record(fake_redis, check, uptime.Outcome("down", 1234.5, error="connection failed"))
+    assert uptime.last_checked(fake_redis, check.id) == 1234.5
+
+
+def test_a_deleted_user_leaves_no_check_state_or_log(fake_redis):
+    mine = [owned(fake_redis, OWNER, f"example.com/{n}") for n in range(3)]
+    theirs = owned(fake_redis, OTHER)
+    for check in [*mine, theirs]:
+        uptime.record(fake_redis, check, uptime.Outcome("up", 1000.0, 200))
+    assert uptime.remove_checks_of(fake_redis, OWNER) == 3
+    assert uptime.checks_of(fake_redis, OWNER) == []
+    assert uptime.all_checks(fake_redis) == [theirs]
+    assert sorted(fake_redis.keys("uptime:*")) == sorted([
+        "uptime:check_id", "uptime:checks", f"uptime:check:{theirs.id}",
+        f"uptime:check:{theirs.id}:state", f"uptime:check:{theirs.id}:log",
+        f"uptime:user:{OTHER}:checks"])
+    assert uptime.remove_checks_of(fake_redis, OWNER) == 0
+
+
+def test_a_removed_check_is_gone_from_its_owners_list(fake_redis):
+    check = owned(fake_redis, OWNER)
+    assert uptime.remove_check(fake_redis, check.id)
+    assert uptime.checks_of(fake_redis, OWNER) == []
+    assert fake_redis.exists(f"uptime:user:{OWNER}:checks") == 0
 
 
 # -- Running -------------------------------------------------------------------------------
