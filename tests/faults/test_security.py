@@ -179,3 +179,20 @@ def test_a_wrong_password_is_reported_without_any_password():
             assert wrong not in text and PASSWORD not in text, text
     finally:
         server.close()
+
+
+def test_a_managed_redis_whose_certificate_no_ca_we_trust_signed(tls_files):
+    """docs/deploying.md: a managed Redis (Heroku's) gives ``rediss://:pw@host:port`` and a
+    certificate signed by no CA this machine trusts. As given, the client refuses it; with
+    ``?ssl_cert_reqs=none`` appended the traffic is encrypted but the server unverified."""
+    server = secured_server(tls_files)
+    try:
+        as_given = f"rediss://:{PASSWORD}@127.0.0.1:{server.port}"
+        client = rq_client(as_given)
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            client.ping()
+        client.close()
+        result = run_script("0_redis_client", f"{as_given}?ssl_cert_reqs=none")
+        assert (result.returncode, result.stdout) == (0, "Redis client connected to the server\n")
+    finally:
+        server.close()
