@@ -62,6 +62,7 @@ UPTIME_INTERVAL_ENV = _setting("UPTIME_INTERVAL_SECONDS", DEFAULT_UPTIME_INTERVA
 MAX_CHECKS_ENV = _setting("UPTIME_MAX_CHECKS", DEFAULT_MAX_CHECKS)
 TOKEN_SECONDS_ENV = _setting("TOKEN_SECONDS", DEFAULT_TOKEN_SECONDS)
 PHONE_REGION_ENV = _setting("PHONE_REGION", DEFAULT_PHONE_REGION)
+PROXY_HOPS_ENV = _setting("PROXY_HOPS", 0)
 DEFAULT_HOST = "127.0.0.1"
 HOST_ENV = _setting("HOST", DEFAULT_HOST)
 PORT_ENV = _setting("PORT", DEFAULT_PORT)
@@ -157,6 +158,15 @@ def uptime_max_checks(env: Env = os.environ) -> int:
 def token_seconds(env: Env = os.environ) -> float:
     """``TOKEN_SECONDS``: how long a sign-in token of the web app lasts (and each extension)."""
     return positive_number(TOKEN_SECONDS_ENV, DEFAULT_TOKEN_SECONDS, env)
+
+
+def proxy_hops(env: Env = os.environ) -> int:
+    """``PROXY_HOPS``: how many proxies in front of the web app set X-Forwarded-For and
+    X-Forwarded-Proto (a platform's router: 1). 0 trusts no such header."""
+    raw = env.get(PROXY_HOPS_ENV, "").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigError(f"{PROXY_HOPS_ENV} must be a whole number (0: no proxy), not {raw!r}")
+    return int(raw)
 
 
 def phone_region(env: Env = os.environ) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from queuing import checks_api, reminders_api, settings, status_page, store, users_api, web
 
@@ -32,4 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store.init_app(app, test_config)
     for blueprint in (users_api.bp, checks_api.bp, status_page.bp, reminders_api.bp):
         app.register_blueprint(blueprint)
+    hops = config.get("PROXY_HOPS", settings.proxy_hops())
+    if hops:  # the scheme the client used (https: the status page's cookie is Secure)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     return app
