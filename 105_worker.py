@@ -8,7 +8,12 @@ only the project's job functions, dead workers' jobs put back, one line per fail
 and it stops as they do on Ctrl-C or SIGTERM. The SMS goes through the sender that the
 environment configures (``senders.py``): the console by default, Twilio with the TWILIO_*
 variables; a missing or malformed one stops the worker at once (exit 2). Each failed job
-prints one line, ``SMS job 12 failed: ...``.
+prints one line with its reason. An SMS is tried again 10 s, 1 min and 5 min after a
+failure (senders.SMS_RETRY_INTERVALS), so the SMS worker also runs RQ's scheduler, which
+brings the delayed jobs back (``rq worker --with-scheduler``)::
+
+    SMS job 12 failed (retry 1 of 3 in 10s): Twilio could not be reached ...
+    SMS job 12 failed (gave up after 3 retries): Twilio could not be reached ...
 
 Every queue is JSON but the tick's. RQ 3.0's cron cannot be given a serializer:
 ``CronScheduler`` takes none, and ``CronJob.enqueue`` makes a plain
@@ -45,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return workers.run_workers(REMINDERS_TICK_QUEUE, serializer=DataOnlyPickle,
                                    job_label=TICK_JOB, burst=args.burst)
     senders.check_settings()
-    return workers.run_workers(SMS_QUEUE, job_label=SMS_JOB, burst=args.burst)
+    return workers.run_workers(SMS_QUEUE, job_label=SMS_JOB, burst=args.burst,
+                               with_scheduler=True)
 
 
 if __name__ == "__main__":

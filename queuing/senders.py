@@ -8,6 +8,12 @@ Every failure (a phone number we refuse, Twilio saying no, Twilio unreachable) r
 :class:`NotificationError` with a one-line reason, so an RQ job fails with that reason.
 Secrets never go into a log line, an exception message or job data: a job carries only
 the phone number and the message, and reads the credentials from its environment.
+
+A failed SMS job is tried again, SMS_RETRY_INTERVALS seconds apart (10 s, then a minute,
+then 5 minutes: a Twilio outage or a rate limit is often over by then), with RQ's
+``Retry``; the delays need RQ's scheduler, which the SMS worker runs
+(``105_worker.py``). The job's meta keeps who asked for it (``owner``, for the web app's
+``GET /messages/<id>``) and how many retries it has (``retries``, for the worker's line).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import redis
-from rq.job import Job
+from rq.job import Job, Retry
 
 from queuing import console, settings
 from queuing.constants import SMS_QUEUE
@@ -38,6 +44,10 @@ E164 = re.compile(r"\+[1-9]\d{7,14}")
 US_10_DIGITS = re.compile(r"[2-9]\d{9}")
 SEPARATORS = re.compile(r"[\s().-]")
 MAX_MESSAGE_LENGTH = 1600  # Twilio's limit for one message body
+# Seconds before each retry of a failed SMS; as many retries as intervals.
+SMS_RETRY_INTERVALS = (10, 60, 300)
+OWNER_META = "owner"  # job meta: the phone of the user who asked for the SMS
+RETRIES_META = "retries"  # job meta: how many retries the job was given
 
 # Twilio's client logs each request URL, which holds the account SID: keep it quiet.
 logging.getLogger("twilio").setLevel(logging.WARNING)
@@ -191,6 +201,12 @@ def send_sms(phone_number: str, message: str) -> None:
     sender_from_env().send(phone_number, message)
 
 
-def enqueue_sms(connection: redis.Redis, phone_number: str, message: str) -> Job:
-    """Queue :func:`send_sms` on the SMS queue (``connection`` in bytes mode, for RQ)."""
-    return json_queue(SMS_QUEUE, connection).enqueue(send_sms, phone_number, message)
+def enqueue_sms(connection: redis.Redis, phone_number: str, message: str,
+                owner: str = "") -> Job:
+    """Queue :func:`send_sms` on the SMS queue (``connection`` in bytes mode, for RQ),
+    retried on failure SMS_RETRY_INTERVALS apart; ``owner``: the user who asked for it."""
+    retries = len(SMS_RETRY_INTERVALS)
+    return json_queue(SMS_QUEUE, connection).enqueue(
+        send_sms, phone_number, message,
+        retry=Retry(max=retries, interval=list(SMS_RETRY_INTERVALS)),
+        meta={OWNER_META: owner, RETRIES_META: retries})

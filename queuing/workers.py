@@ -18,7 +18,14 @@ as by a second signal, fails, and its creator hears why. The jobs of workers tha
 (SIGKILL) go back to their queue (recovery.py). While Redis is away, waiting workers
 print the course's not-connected line. Each failed job prints one line with its reason
 on stderr, except the failures the course expects (jobs.ExpectedJobFailure), which only
-its creator hears. RQ's own log is hidden unless ``RQ_VERBOSE=1``.
+its creator hears; a job with RQ's ``Retry`` says whether it will be tried again. RQ's
+own log is hidden unless ``RQ_VERBOSE=1``.
+
+A worker is named after its process type, for ``rq info`` and rq-dashboard: ``DYNO``
+(Heroku's ``worker.1``) or the queue and host, then the PID (``sms.myhost.4242``). With
+``with_scheduler`` it also runs RQ's scheduler, in a thread rather than RQ's forked
+process (nothing is left behind when the worker is killed): the jobs RQ's ``Retry``
+delays come back on time.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import secrets
 import signal
+import socket
 import sys
 import threading
 from contextlib import suppress
@@ -39,8 +48,10 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.queue import Queue
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now
+from rq.worker import Worker
 
 from queuing import console, job_events, jobs, lean_scripts, recovery, settings, stopping
 from queuing.connection import (
@@ -50,12 +61,17 @@ from queuing.connection import (
     rq_client,
     wait_until_connected,
 )
+from queuing.constants import WORKER_LEASE_KEY
 from queuing.job_events import failure_reason
 from queuing.lean_worker import LeanWorker
 from queuing.recovering_worker import RecoveringWorker
 from queuing.untrusted_jobs import GuardedQueue
 
 NOTIFICATION_JOB = "Notification job"
+FAILURE_META = "failure"  # job meta: the one-line reason of a retried job's last failure
+RETRIES_META = "retries"  # job meta: how many retries the job was given (senders.py)
+# How long a stopping worker waits for its scheduler thread.
+SCHEDULER_STOP_SECONDS = 5
 # How long an idle worker's blocking wait for a job lasts before it looks for a stop.
 IDLE_WAIT_SECONDS = 1
 
@@ -110,6 +126,56 @@ class StoppableQueue(GuardedQueue):
         return super().dequeue_any(*args, **kwargs)
 
 
+def worker_name(connection: redis.Redis, role: str, env: Any = os.environ) -> str:
+    """A name that says which process runs the worker: ``DYNO`` when the platform sets it
+    (``worker.1``), else ``role`` and the host; then the PID, as two workers of one process
+    type run in one dyno or host. A name still held in Redis (by a worker killed without
+    deregistering: a PID is used again in a restarted container) gets a random suffix:
+    RQ refuses a live duplicate, and recovery.py must not take a new worker for a dead one."""
+    base = env.get("DYNO", "").strip() or f"{role}.{socket.gethostname().split('.')[0]}"
+    name = f"{base}.{os.getpid()}"
+    key = Worker.redis_worker_namespace_prefix + name
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.exists(key)
+        pipe.hexists(key, "death")  # deregistered: RQ lets the name be used again
+        pipe.exists(WORKER_LEASE_KEY.format(name=name))
+        registered, deregistered, leased = pipe.execute()
+    if (registered and not deregistered) or leased:
+        name = f"{name}.{secrets.token_hex(2)}"
+    return name
+
+
+class ThreadScheduler(RQScheduler):
+    """RQ's scheduler (it queues the jobs whose time has come: a ``Retry``'s delays), run
+    in a thread of its worker instead of a process RQ forks: it stops with the worker,
+    even one that is killed, and takes no part in stop signals."""
+
+    def start(self) -> threading.Thread:
+        self._status = self.Status.STARTED
+        self._stop = threading.Event()
+        self._process = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._process.start()
+        return self._process
+
+    def _loop(self) -> None:
+        with suppress(redis.RedisError):
+            self.register_birth()
+        while not self._stop.is_set():
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except redis.RedisError:  # Redis away: the worker says so; try again later
+                pass
+            self._stop.wait(self.interval)
+        with suppress(redis.RedisError):
+            self.stop()
+
+    def request_stop(self, signum: Any = None, frame: Any = None) -> None:
+        self._stop.set()
+
+
 class ProcessorBehaviour:
     """A processor's worker: it stops on stopping.py's policy, prints one line per failed
     job, and its warm shutdown is bounded: a job still running WORKER_SHUTDOWN_GRACE seconds
@@ -159,13 +225,52 @@ class ProcessorBehaviour:
         """One line per failed job, with the reason its creator hears. RQ's own log of it
         (with a traceback) only with RQ_VERBOSE; the failed registry keeps it anyway."""
         exc_type, exc_value = exc_info[0], exc_info[1]
+        reason = failure_reason(exc_type, exc_value)
         if not (exc_type is not None and issubclass(exc_type, jobs.ExpectedJobFailure)):
-            console.log_error(
-                f"{self.job_label} {job.id} failed: {failure_reason(exc_type, exc_value)}")
+            console.log_error(f"{self.job_label} {job.id} failed{self._retry_note(job)}: {reason}")
+        if job.retries_left is not None:  # for whoever asks how the job is doing
+            job.meta[FAILURE_META] = reason
+            with suppress(redis.RedisError):
+                job.save_meta()
         if settings.rq_verbose():
             super().handle_exception(job, *exc_info)
         else:
             call_exception_handlers(self._exc_handlers, job, *exc_info)
+
+    def _retry_note(self, job: Job) -> str:
+        """`` (retry 1 of 3 in 10s)`` or `` (gave up after 3 retries)`` for a job with RQ's
+        Retry (RQ retries it after this), else nothing."""
+        if job.retries_left is None or self._stopped_job_id == job.id:
+            return ""
+        total = max(int(job.meta.get(RETRIES_META, 0)), job.retries_left)
+        if job.retries_left == 0:
+            return f" (gave up after {total} retr{'y' if total == 1 else 'ies'})"
+        return (f" (retry {total - job.retries_left + 1} of {total} "
+                f"in {job.get_retry_interval()}s)")
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         *args: Any, **kwargs: Any) -> None:
+        """RQ's, with the scheduler in a thread (ThreadScheduler) when not in burst mode."""
+        self.scheduler = ThreadScheduler(self.queues, connection=self.connection,
+                                         logging_level=logging_level or "INFO",
+                                         serializer=self.serializer)
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return  # another worker's scheduler has the queue; maintenance asks again
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
+
+    def stop_scheduler(self) -> None:
+        if self.scheduler is not None and self.scheduler._process is not None:
+            self.scheduler.request_stop()
+            self.scheduler._process.join(SCHEDULER_STOP_SECONDS)
 
     def report_unreadable(self, job_id: str, reason: str) -> None:
         """A job whose hash could not be read was failed (untrusted_jobs.py): its line."""
@@ -221,19 +326,22 @@ def processor_worker_class() -> type[ProcessorWorker] | type[LeanProcessorWorker
 def make_worker(queue_name: str, connection: redis.Redis, serializer: Any = JSONSerializer,
                 job_label: str = NOTIFICATION_JOB) -> ProcessorWorker | LeanProcessorWorker:
     return processor_worker_class()([queue_name], connection=connection,
+                                    name=worker_name(connection, queue_name),
                                     serializer=serializer, job_label=job_label)
 
 
 def work(queue_name: str, url: str | None = None, *, serializer: Any = JSONSerializer,
-         job_label: str = NOTIFICATION_JOB, burst: bool = False) -> int:
+         job_label: str = NOTIFICATION_JOB, burst: bool = False,
+         with_scheduler: bool = False) -> int:
     """Run one worker on ``queue_name`` in this process until Ctrl-C or SIGTERM (or, with
-    ``burst``, until the queue is empty); 0, or 1 when the worker quit on an error."""
+    ``burst``, until the queue is empty); 0, or 1 when the worker quit on an error.
+    ``with_scheduler``: it also queues the jobs whose delay is over (RQ's ``Retry``)."""
     if stopping.requested():  # before it registers: nothing to undo
         return 0
     configure_logging()
-    worker = make_worker(queue_name, rq_client(url), serializer, job_label)
     try:
-        worker.work(burst=burst, logging_level=logging_level())
+        worker = make_worker(queue_name, rq_client(url), serializer, job_label)
+        worker.work(burst=burst, logging_level=logging_level(), with_scheduler=with_scheduler)
     except redis.ConnectionError as error:
         console.log_error(f"Cannot reach Redis: {error}")
         return 1

@@ -159,13 +159,32 @@ def configure(monkeypatch, env: dict) -> None:
 
 
 def run_sms_job(monkeypatch, env: dict, phone: str, message: str):
+    """Run the SMS job, and each of its retries at once (their delays skipped), to its end."""
     configure(monkeypatch, env)
     connection = fakeredis.FakeRedis()
     job = senders.enqueue_sms(connection, phone, message)
-    SimpleWorker([json_queue(SMS_QUEUE, connection)], connection=connection,
-                 serializer=JSONSerializer).work(burst=True)
-    job.refresh()
+    queue = json_queue(SMS_QUEUE, connection)
+    for _run in range(len(senders.SMS_RETRY_INTERVALS) + 1):
+        for job_id in queue.scheduled_job_registry.get_job_ids():  # due now
+            connection.zadd(queue.scheduled_job_registry.key, {job_id: 0})
+        SimpleWorker([queue], connection=connection,
+                     serializer=JSONSerializer).work(burst=True, with_scheduler=True)
+        job.refresh()
+        if job.get_status() in ("finished", "failed"):
+            break
     return job
+
+
+def test_an_sms_job_is_retried_three_times_with_backoff():
+    job = senders.enqueue_sms(fakeredis.FakeRedis(), "+14153518780", "hi", owner="+14155550100")
+    assert (job.retries_left, job.retry_intervals) == (3, [10, 60, 300])
+    assert job.meta == {"owner": "+14155550100", "retries": 3}
+
+
+def test_a_failing_sms_job_runs_four_times_then_fails(monkeypatch):
+    job = run_sms_job(monkeypatch, {}, "12345", "hi")
+    assert job.get_status() == "failed"
+    assert job.retries_left == 0
 
 
 def test_the_sms_job_sends_through_twilio_configured_by_env(monkeypatch, stub_twilio):
@@ -214,3 +233,17 @@ def test_the_courses_notifications_print_the_course_line_by_default(monkeypatch,
     notifications.send_notification("4153518780", "This is the code to verify your account")
     assert capsys.readouterr().out == ("Sending notification to 4153518780, "
                                        "with message: This is the code to verify your account\n")
+
+
+@pytest.mark.parametrize(("env", "reason"), [
+    ({"TWILIO_ACCOUNT_SID": SID}, "partly configured: set TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER"),
+    (TWILIO_ENV | {"TWILIO_ACCOUNT_SID": "SK" + "0" * 32}, "TWILIO_ACCOUNT_SID is not"),
+    (TWILIO_ENV | {"TWILIO_FROM_NUMBER": "12345"}, "TWILIO_FROM_NUMBER is not a phone number"),
+])
+def test_the_worker_start_check_names_a_wrong_setting_never_its_value(env, reason):
+    """105_worker.py calls check_settings before its worker starts (exit 2 on this)."""
+    with pytest.raises(senders.TwilioSettingError, match=reason) as caught:
+        senders.check_settings(env)
+    assert SID not in str(caught.value) and TOKEN not in str(caught.value)
+    senders.check_settings({})  # nothing set: the console sender, no error
+    senders.check_settings(TWILIO_ENV)

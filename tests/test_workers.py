@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
 import fakeredis
 import pytest
 from rq.job import Job
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from queuing import job_batch, job_events, jobs, workers
+from queuing import job_batch, job_events, jobs, senders, workers
+from queuing.connection import rq_client
+from queuing.constants import SMS_QUEUE, WORKER_LEASE_KEY
 
 GOOD = {"phoneNumber": "4153518743", "message": "hi"}
 BLACKLISTED = {"phoneNumber": "4153518780", "message": "hi"}
@@ -44,3 +54,102 @@ def test_a_creator_hears_a_jobs_end_only_once_rq_has_recorded_it(fake_server, mo
     assert heard == {"good": "completed", "bad": "failed"}
     assert all(status == kind.replace("completed", "finished")
                for kind, status in statuses_when_heard), statuses_when_heard
+
+
+# -- Names -----------------------------------------------------------------------------------
+
+def test_a_worker_is_named_after_its_dyno_or_its_queue_and_host(fake_server):
+    connection = fakeredis.FakeRedis(server=fake_server)
+    pid = os.getpid()
+    assert workers.worker_name(connection, "sms", {"DYNO": "worker.1"}) == f"worker.1.{pid}"
+    host = socket.gethostname().split(".")[0]
+    assert workers.worker_name(connection, "sms", {}) == f"sms.{host}.{pid}"
+
+
+def test_a_name_still_held_in_redis_is_not_used_again(fake_server):
+    """A worker killed without deregistering keeps its key for minutes (RQ would refuse
+    the name) and its lease for seconds (recovery.py would think it alive)."""
+    connection = fakeredis.FakeRedis(server=fake_server)
+    name = f"worker.1.{os.getpid()}"
+    connection.hset(f"rq:worker:{name}", "birth", "x")
+    assert re.fullmatch(rf"{re.escape(name)}\.[0-9a-f]{{4}}",
+                        workers.worker_name(connection, "sms", {"DYNO": "worker.1"}))
+    connection.delete(f"rq:worker:{name}")
+    connection.set(WORKER_LEASE_KEY.format(name=name), 1)
+    assert workers.worker_name(connection, "sms", {"DYNO": "worker.1"}) != name
+    connection.delete(WORKER_LEASE_KEY.format(name=name))
+    connection.hset(f"rq:worker:{name}", mapping={"birth": "x", "death": "y"})
+    assert workers.worker_name(connection, "sms", {"DYNO": "worker.1"}) == name
+
+
+# -- Retries ---------------------------------------------------------------------------------
+
+class DownSender:
+    def send(self, phone_number: str, message: str) -> None:
+        raise senders.NotificationError("Twilio could not be reached to send the SMS to "
+                                        f"{phone_number}: ConnectionError")
+
+
+@pytest.mark.job_workers
+def test_a_failed_sms_is_retried_with_backoff_then_given_up_one_line_each(
+        redis_url, monkeypatch, capsys):
+    """Each run in a burst worker with the scheduler: the delay RQ's Retry sets is
+    checked, then skipped (the job's time in the schedule moved to now), no sleeping."""
+    monkeypatch.setattr(senders, "sender_from_env", DownSender)
+    connection = rq_client(redis_url)
+    job = senders.enqueue_sms(connection, "+14153518780", "hi", owner="+14153518780")
+    queue = jobs.json_queue(SMS_QUEUE, connection)
+    scheduled = queue.scheduled_job_registry
+    reason = "Twilio could not be reached to send the SMS to +14153518780: ConnectionError"
+    for interval in (*senders.SMS_RETRY_INTERVALS, None):
+        before = time.time()
+        assert workers.work(SMS_QUEUE, redis_url, job_label="SMS job", burst=True,
+                            with_scheduler=True) == 0
+        job.refresh()
+        if interval is None:
+            break
+        assert job.get_status() == "scheduled"
+        [(job_id, at)] = connection.zrange(scheduled.key, 0, -1, withscores=True)
+        assert before + interval - 1 <= at <= time.time() + interval + 1
+        connection.zadd(scheduled.key, {job_id: 0})  # the delay is over
+    assert job.get_status() == "failed"
+    assert job.meta["failure"] == reason
+    assert capsys.readouterr().err.splitlines() == [
+        f"SMS job {job.id} failed (retry 1 of 3 in 10s): {reason}",
+        f"SMS job {job.id} failed (retry 2 of 3 in 60s): {reason}",
+        f"SMS job {job.id} failed (retry 3 of 3 in 300s): {reason}",
+        f"SMS job {job.id} failed (gave up after 3 retries): {reason}"]
+    host = socket.gethostname().split(".")[0]
+    assert job.worker_name == f"sms.{host}.{os.getpid()}"
+    connection.close()
+
+
+@pytest.mark.job_workers
+def test_a_job_without_retry_fails_with_the_plain_line(redis_url, capsys):
+    connection = rq_client(redis_url)
+    jobs.json_queue(SMS_QUEUE, connection).enqueue("queuing.senders.send_sms", "12", "hi",
+                                                   job_id="7")
+    workers.work(SMS_QUEUE, redis_url, job_label="SMS job", burst=True, with_scheduler=True)
+    assert capsys.readouterr().err.startswith("SMS job 7 failed: Invalid phone number '12'")
+    connection.close()
+
+
+@pytest.mark.job_workers
+def test_a_running_worker_schedules_in_a_thread_that_stops_with_it(redis_url):
+    """A job whose delay is over is queued by the worker's scheduler thread."""
+    connection = rq_client(redis_url)
+    queue = jobs.json_queue(SMS_QUEUE, connection)
+    job = queue.enqueue_at(datetime.now(timezone.utc) - timedelta(seconds=1),
+                           "queuing.senders.send_sms", "4153518780", "hi")
+    worker = workers.make_worker(SMS_QUEUE, connection, job_label="SMS job")
+    worker._start_scheduler(burst=False)
+    thread = worker.scheduler._process
+    assert isinstance(thread, threading.Thread)
+    deadline = time.monotonic() + 10
+    while job.id not in queue.get_job_ids():
+        assert time.monotonic() < deadline, "the scheduler never queued the job"
+        time.sleep(0.02)
+    worker.stop_scheduler()
+    assert not thread.is_alive()
+    assert not connection.exists(RQScheduler.get_locking_key(SMS_QUEUE))  # released
+    connection.close()
