@@ -48,6 +48,7 @@ ALERT = "Alert: your check for {method} {protocol}://{url} is now {state}"
 ADD_CHECK_LUA = (Path(__file__).parent / "lua" / "add_check.lua").read_text()
 # What ends a URL's host part (its "netloc"): a user name and password would be before it.
 _END_OF_HOST = re.compile(r"[/?#]")
+_CHECK_ID = re.compile(r"[1-9][0-9]{0,18}")  # what INCR gives; anything else is no check
 
 
 class InvalidCheck(ValueError):
@@ -215,6 +216,8 @@ def update_check(connection: redis.Redis, check: Check) -> Check | None:
 def get_check(connection: redis.Redis, check_id: str) -> Check | None:
     """The check, or None; also None for the time a round may write of a check removed
     while it ran (a hash without an id)."""
+    if not _CHECK_ID.fullmatch(check_id):
+        return None
     fields = connection.hgetall(_check_key(check_id))
     return _from_hash(fields) if fields.get("id") else None
 
@@ -238,6 +241,8 @@ def checks_of(connection: redis.Redis, owner: str) -> list[Check]:
 
 def remove_check(connection: redis.Redis, check_id: str) -> bool:
     """Forget a check, its state and its log; False if there was no such check."""
+    if not _CHECK_ID.fullmatch(check_id):
+        return False
     owner = connection.hget(_check_key(check_id), "owner")
     with connection.pipeline() as pipe:
         pipe.srem(UPTIME_CHECKS_KEY, check_id)

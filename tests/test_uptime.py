@@ -248,6 +248,14 @@ def test_a_deleted_user_leaves_no_check_state_or_log(fake_redis):
     assert uptime.remove_checks_of(fake_redis, OWNER) == 0
 
 
+@pytest.mark.parametrize("check_id", ["1:state", "1:log", "01", "0", "", "x", "1" * 30])
+def test_an_id_that_incr_cannot_give_is_no_check(fake_redis, check_id):
+    check = owned(fake_redis, OWNER)
+    uptime.record(fake_redis, check, uptime.Outcome("up", 1000.0, 200))
+    assert uptime.get_check(fake_redis, check_id) is None  # not a WRONGTYPE error
+    assert not uptime.remove_check(fake_redis, check_id)
+    assert uptime.state_of(fake_redis, check.id) == "up"
+
 def test_a_removed_check_is_gone_from_its_owners_list(fake_redis):
     check = owned(fake_redis, OWNER)
     assert uptime.remove_check(fake_redis, check.id)
