@@ -4,9 +4,12 @@
     python 101_uptime_checks.py add example.com --protocol https --method get \
         --success-codes 200,201 --timeout 3 --phone +14153518780
     python 101_uptime_checks.py list
+    python 101_uptime_checks.py history 1
     python 101_uptime_checks.py remove 1
 
 ``102_uptime_worker.py`` runs them every minute and alerts by SMS when one goes up or down.
+An admin tool: it lists and removes every check, the web app's users' too (``list``
+shows whose each is).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
+import redis
+
 import common
 from queuing import uptime
-from queuing.constants import UPTIME_CHECK_KEY
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,9 +35,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add.add_argument("--timeout", default="3", help="seconds to wait for an answer (default: 3)")
     add.add_argument("--phone", required=True, help="the number to alert by SMS")
     commands.add_parser("list", help="list the checks with their state")
+    history = commands.add_parser("history", help="a check's recent outcomes, newest first")
+    history.add_argument("id")
     remove = commands.add_parser("remove", help="remove a check")
     remove.add_argument("id")
     return parser.parse_args(argv)
+
+
+def when_shown(seconds: float) -> str:
+    return f"{datetime.fromtimestamp(seconds):%Y-%m-%d %H:%M:%S}"
+
+
+def show_history(client: redis.Redis, check_id: str) -> int:
+    """One line per recent outcome of a check, newest first."""
+    check = uptime.get_check(client, check_id)
+    if check is None:
+        common.log_error(f"No check {check_id}")
+        return 1
+    outcomes = uptime.log_of(client, check.id)
+    if not outcomes:
+        common.log(f"Check {check.id} {check.describe()}: not checked yet")
+    for entry in outcomes:
+        outcome = uptime.Outcome(entry["state"], entry["checked_at"], entry["status_code"],
+                                 entry["error"])
+        common.log(f"{when_shown(outcome.checked_at)} {outcome.state} ({outcome.describe()})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             common.log("No checks")
         for check in checks:
             state = uptime.state_of(client, check.id) or "not checked yet"
-            last = client.hget(UPTIME_CHECK_KEY.format(check_id=check.id), "last_checked")
-            when = f", checked {datetime.fromtimestamp(float(last)):%Y-%m-%d %H:%M:%S}" \
-                if last else ""
+            last = uptime.last_checked(client, check.id)
+            when = f", checked {when_shown(last)}" if last else ""
+            owner = f", user {check.owner}" if check.owner else ""
             common.log(f"{check.id}: {check.describe()} -> {state}{when} "
                        f"(up on {','.join(map(str, check.success_codes))}, "
-                       f"timeout {check.timeout_seconds:g}s, alerts {check.phone})")
+                       f"timeout {check.timeout_seconds:g}s, alerts {check.phone}{owner})")
+    elif args.command == "history":
+        return show_history(client, args.id)
     elif not uptime.remove_check(client, args.id):
         common.log_error(f"No check {args.id}")
         return 1

@@ -15,6 +15,7 @@ from queuing import uptime
 from queuing.constants import SMS_QUEUE, UPTIME_LOG_LENGTH
 from queuing.jobs import json_queue
 from tests.local_http import Site
+from tests.processes import run_script
 
 PHONE = "4153518780"
 OWNER, OTHER = "+14153518780", "+14158675309"
@@ -380,3 +381,39 @@ def test_the_sms_queue_is_json(rq_redis, fake_redis, site):
     data = zlib.decompress(rq_redis.hget(f"rq:job:{job.id}", "data"))  # RQ compresses it
     assert JSONSerializer.loads(data)[2] == ["+14153518780",
                                              f"Alert: your check for GET {site.url} is now down"]
+
+
+# -- The admin's command line --------------------------------------------------------------
+
+def test_the_command_line_shows_each_checks_user_and_history(real_redis, redis_url):
+    admins = add(real_redis, "example.com")
+    users = owned(real_redis, OWNER, "example.org/health")
+    uptime.record(real_redis, users, uptime.Outcome("up", 1_800_000_000.0, 200))
+    uptime.record(real_redis, users, uptime.Outcome("down", 1_800_000_060.0,
+                                                    error="connection failed"))
+    listed = run_script("101_uptime_checks", redis_url, "list", TZ="UTC")
+    assert listed.stdout.splitlines() == [
+        f"{admins.id}: GET http://example.com -> not checked yet (up on 200,201, "
+        "timeout 3s, alerts +14153518780)",
+        f"{users.id}: GET http://example.org/health -> down, checked 2027-01-15 08:01:00 "
+        "(up on 200,201, timeout 3s, alerts +14153518780, user +14153518780)"]
+    history = run_script("101_uptime_checks", redis_url, "history", users.id, TZ="UTC")
+    assert (history.returncode, history.stdout) == (0, "2027-01-15 08:01:00 down (connection "
+                                                       "failed)\n2027-01-15 08:00:00 up (200)\n")
+    fresh = run_script("101_uptime_checks", redis_url, "history", admins.id)
+    assert fresh.stdout == f"Check {admins.id} GET http://example.com: not checked yet\n"
+    missing = run_script("101_uptime_checks", redis_url, "history", "99")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (1, "", "No check 99\n")
+    removed = run_script("101_uptime_checks", redis_url, "remove", users.id)
+    assert removed.stdout == f"Check {users.id} removed\n"
+    assert uptime.checks_of(real_redis, OWNER) == []
+
+
+def test_the_command_line_takes_the_phone_numbers_people_type(redis_url):
+    added = run_script("101_uptime_checks", redis_url, "add", "example.com",
+                       "--phone", "1-415-351-8780")
+    assert added.stdout.endswith("alerts +14153518780\n"), added.stderr
+    refused = run_script("101_uptime_checks", redis_url, "add", "user:secret@example.com",
+                         "--phone", "4153518780")
+    assert (refused.returncode, refused.stderr) == (
+        1, "Invalid check: url must not hold a user name or password\n")
