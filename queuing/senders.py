@@ -48,6 +48,7 @@ MAX_MESSAGE_LENGTH = 1600  # Twilio's limit for one message body
 SMS_RETRY_INTERVALS = (10, 60, 300)
 OWNER_META = "owner"  # job meta: the phone of the user who asked for the SMS
 RETRIES_META = "retries"  # job meta: how many retries the job was given
+FAILURE_META = "failure"  # job meta: its last failure's one line (workers.py writes it)
 
 # Twilio's client logs each request URL, which holds the account SID: keep it quiet.
 logging.getLogger("twilio").setLevel(logging.WARNING)
