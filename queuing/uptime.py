@@ -42,6 +42,7 @@ from queuing.constants import (
 PROTOCOLS = ("http", "https")
 METHODS = ("get", "post", "put", "delete", "head")
 MAX_TIMEOUT_SECONDS = 60
+MAX_URL_LENGTH = 2000
 MAX_CHECKS_AT_ONCE = 32
 UP, DOWN = "up", "down"
 ALERT = "Alert: your check for {method} {protocol}://{url} is now {state}"
@@ -101,6 +102,8 @@ def validate(protocol: str, url: str, method: str = "get",
     url = url.strip()
     if "://" in url:
         protocol, url = url.split("://", 1)
+    if "@" in protocol or "@" in _END_OF_HOST.split(url, maxsplit=1)[0]:
+        raise InvalidCheck("url must not hold a user name or password")
     protocol = protocol.strip().lower()
     if protocol not in PROTOCOLS:
         raise InvalidCheck(f"protocol must be http or https, not {protocol!r}")
@@ -131,11 +134,11 @@ def validate(protocol: str, url: str, method: str = "get",
 def _check_url(protocol: str, url: str) -> None:
     """InvalidCheck unless ``url`` is a host (and port) with an optional path.
 
-    A URL with a user name or password is refused: it would be shown wherever the check
-    is (lists, logs, the SMS). No message repeats the URL, which may hold a password.
+    A user name or password was refused before: the URL is shown wherever the check is
+    (lists, logs, the SMS). No message repeats the URL, which may still hold a secret.
     """
-    if "@" in _END_OF_HOST.split(url, maxsplit=1)[0]:
-        raise InvalidCheck("url must not hold a user name or password")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidCheck(f"url is longer than {MAX_URL_LENGTH} characters")
     if not url or any(c.isspace() for c in url):
         raise InvalidCheck("url must be a host name with an optional path, without spaces")
     try:

@@ -69,6 +69,7 @@ def test_validate_takes_a_full_url():
     ({"timeout_seconds": "0"}, "timeoutSeconds must be more than 0"),
     ({"timeout_seconds": "61"}, "at most 60"),
     ({"timeout_seconds": "soon"}, "timeoutSeconds must be a number"),
+    ({"url": "example.com/" + "x" * 2000}, "url is longer than 2000 characters"),
     ({"phone": "12"}, "Invalid phone number"),
 ])
 def test_validate_refuses_bad_fields(fields, reason):
@@ -79,7 +80,8 @@ def test_validate_refuses_bad_fields(fields, reason):
 
 @pytest.mark.parametrize("url", ["user:secret@example.com", "http://user:secret@example.com/x",
                                  ":secret@example.com", "user:secret@example.com?x=1",
-                                 "user:se cret@example.com", "user@example.com:99999"])
+                                 "user:se cret@example.com", "user@example.com:99999",
+                                 "user:secret@example.com://x"])
 def test_validate_refuses_a_user_name_or_password_and_never_repeats_it(url):
     with pytest.raises(uptime.InvalidCheck) as refused:
         uptime.validate("http", url, phone=PHONE)
