@@ -68,9 +68,13 @@ def _rows(owner: str) -> list[Row]:
 def show() -> Response:
     """The signed-in user's checks; the sign-in form for anyone else (an expired token
     included)."""
-    user = accounts.user_for_token(store.get_redis(), request.cookies.get(COOKIE), store.now())
+    token = request.cookies.get(COOKIE)
+    user = accounts.user_for_token(store.get_redis(), token, store.now())
     if user is None:
-        return _page(render_template("status/login.html", error=None, phone=""))
+        response = _page(render_template("status/login.html", error=None, phone=""))
+        if token is not None:  # expired or signed out elsewhere: the browser forgets it too
+            _forget_cookie(response)
+        return response
     return _page(render_template("status/page.html", user=user, rows=_rows(user.phone),
                                  now=store.now(), utc=utc, refresh=REFRESH_SECONDS))
 
@@ -101,6 +105,10 @@ def logout() -> Response:
     if token is not None:
         accounts.delete_token(connection, token)
     response = redirect(url_for("status_page.show"), 303)
+    _forget_cookie(response)
+    return response
+
+
+def _forget_cookie(response: Response) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, secure=request.is_secure, httponly=True,
                            samesite="Strict")
-    return response

@@ -130,7 +130,9 @@ def test_the_page_shows_no_token_and_no_password(client, user_headers):
 def test_an_expired_token_shows_the_form_again(client, user_headers, clock):
     sign_in(client)
     clock.advance(3600 + 1)
-    assert '<form class="login"' in client.get("/status").text
+    answer = client.get("/status")
+    assert '<form class="login"' in answer.text
+    assert set_cookie_header(answer).startswith("token=;")  # the browser forgets it too
 
 
 def test_signing_out_forgets_the_token_and_the_cookie(client, user_headers):
