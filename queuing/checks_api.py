@@ -24,8 +24,8 @@ from queuing.users_api import json_body, no_content
 bp = Blueprint("checks", __name__)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _number(value: Any, kinds: type | tuple[type, ...] = (int, float)) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 # Each field's name in the API: its name in uptime.validate, and what its JSON must be.
@@ -33,8 +33,8 @@ FIELDS = {
     "protocol": ("protocol", "text", lambda value: isinstance(value, str)),
     "url": ("url", "text", lambda value: isinstance(value, str)),
     "method": ("method", "text", lambda value: isinstance(value, str)),
-    "successCodes": ("success_codes", "a list of numbers",
-                     lambda value: isinstance(value, list) and all(map(_number, value))),
+    "successCodes": ("success_codes", "a list of whole numbers", lambda value: isinstance(
+        value, list) and all(_number(code, int) for code in value)),
     "timeoutSeconds": ("timeout_seconds", "a number", _number),
 }
 
