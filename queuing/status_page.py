@@ -71,11 +71,11 @@ def show() -> Response:
     token = request.cookies.get(COOKIE)
     user = accounts.user_for_token(store.get_redis(), token, store.now())
     if user is None:
-        response = _page(render_template("status/login.html", error=None, phone=""))
+        response = _page(render_template("status_login.html", error=None, phone=""))
         if token is not None:  # expired or signed out elsewhere: the browser forgets it too
             _forget_cookie(response)
         return response
-    return _page(render_template("status/page.html", user=user, rows=_rows(user.phone),
+    return _page(render_template("status_page.html", user=user, rows=_rows(user.phone),
                                  now=store.now(), utc=utc, refresh=REFRESH_SECONDS))
 
 
@@ -87,7 +87,7 @@ def login() -> Response:
     phone = request.form.get("phone", "")
     user = accounts.signed_in(connection, phone, request.form.get("password", ""))
     if user is None:
-        html = render_template("status/login.html", error=WRONG_LOGIN, phone=phone)
+        html = render_template("status_login.html", error=WRONG_LOGIN, phone=phone)
         return _page(html, 401)
     seconds = current_app.config["TOKEN_SECONDS"]
     token = accounts.issue_token(connection, user, store.now(), seconds)
