@@ -81,6 +81,12 @@ def test_a_wrong_sign_in_is_a_401_that_does_not_say_which_part_was_wrong(
     assert "wrong-password" not in answer.text
 
 
+def test_the_phone_typed_comes_back_escaped(client):
+    answer = sign_in(client, phone='"><script>alert(1)</script>')
+    assert answer.status_code == 401 and "<script>" not in answer.text
+    assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in answer.text
+
+
 def test_the_page_shows_the_users_own_checks_with_state_and_history(
         client, user_headers, other_user_headers, fake_redis, clock):
     site = add_check(fake_redis, "jane.example/health")
