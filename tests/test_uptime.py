@@ -206,19 +206,21 @@ def test_the_script_run_twice_stores_the_check_once(fake_redis):
     assert uptime.checks_of(fake_redis, OWNER) == [check]
 
 
-def test_an_edit_keeps_the_id_owner_state_and_log(fake_redis):
-    check = owned(fake_redis, OWNER)
-    uptime.record(fake_redis, check, uptime.Outcome("up", 1000.0, 200))
+@pytest.mark.parametrize("connection", ["fake_redis", "real_redis"])
+def test_an_edit_keeps_the_id_owner_state_and_log(request, connection):
+    client = request.getfixturevalue(connection)
+    check = owned(client, OWNER)
+    uptime.record(client, check, uptime.Outcome("up", 1000.0, 200))
     edited = uptime.validate("https", "example.org/health", "head", [204], 5, phone=OWNER,
                              check_id=check.id)
-    stored = uptime.update_check(fake_redis, edited)
+    stored = uptime.update_check(client, edited)
     assert stored == uptime.Check(check.id, "https", "example.org/health", "head", (204,), 5.0,
                                   OWNER, OWNER)
-    assert uptime.get_check(fake_redis, check.id) == stored
-    assert uptime.checks_of(fake_redis, OWNER) == [stored]
-    assert uptime.state_of(fake_redis, check.id) == "up"
-    assert [entry["status_code"] for entry in uptime.log_of(fake_redis, check.id)] == [200]
-    assert uptime.last_checked(fake_redis, check.id) == 1000.0
+    assert uptime.get_check(client, check.id) == stored
+    assert uptime.checks_of(client, OWNER) == [stored]
+    assert uptime.state_of(client, check.id) == "up"
+    assert [entry["status_code"] for entry in uptime.log_of(client, check.id)] == [200]
+    assert uptime.last_checked(client, check.id) == 1000.0
 
 
 def test_an_edit_of_a_removed_check_brings_nothing_back(fake_redis):
