@@ -7,14 +7,17 @@ typed (a check's URL), and the page refreshes itself: no JavaScript, no build st
 Signing in sets the token as the cookie ``token``, scoped to /status: HttpOnly (no
 script reads it), Secure over https, and SameSite=Strict, so a browser sends it with no
 request that another site starts. That is what stands in for a CSRF token on the two
-POST forms (sign in, sign out); the Content-Security-Policy below keeps the page out of
-other sites' frames and its forms posting only here. The API never reads this cookie.
+POST forms (sign in, sign out), with one more line: a POST whose Origin is another site
+is refused, so no other site signs a visitor in as someone else either. The
+Content-Security-Policy keeps the page out of other sites' frames and its forms posting
+only here. The API never reads this cookie.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
@@ -30,7 +33,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make the forms' Origin "null"
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -62,6 +65,14 @@ def _rows(owner: str) -> list[Row]:
                 uptime.last_checked(connection, check.id),
                 uptime.log_of(connection, check.id)[:HISTORY_SHOWN])
             for check in uptime.checks_of(connection, owner)]
+
+
+@bp.before_request
+def _refuse_other_sites_posts() -> Response | None:
+    origin = request.headers.get("Origin")  # browsers send it with every POST; curl need not
+    if request.method == "POST" and origin is not None and urlsplit(origin).netloc != request.host:
+        return _page("A form of another site cannot post here.", 403)
+    return None
 
 
 @bp.get("")

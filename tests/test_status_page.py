@@ -154,6 +154,18 @@ def test_signing_out_forgets_the_token_and_the_cookie(client, user_headers):
     assert client.get("/users", headers=user_headers).status_code == 200  # other sessions stay
 
 
+@pytest.mark.parametrize("path", ["/status/login", "/status/logout"])
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost:8080"])
+def test_a_post_from_another_sites_page_is_refused(client, user_headers, path, origin):
+    answer = client.post(path, data={"phone": JANE["phone"], "password": JANE["password"]},
+                         headers={"Origin": origin})
+    assert answer.status_code == 403 and "Set-Cookie" not in answer.headers
+
+
+def test_a_post_from_the_page_itself_is_taken(client, user_headers):
+    assert sign_in(client, headers={"Origin": "http://localhost"}).status_code == 303
+
+
 def test_signing_out_when_signed_out_is_harmless(client):
     assert client.post("/status/logout").status_code == 303
 

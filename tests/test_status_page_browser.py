@@ -106,6 +106,16 @@ def test_a_person_signs_in_and_sees_their_checks_in_chromium(chromium, served, r
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
     page.on("pageerror", lambda error: problems.append(str(error)))
 
+    # Another site's page whose form posts Jane's sign-in here: refused, no cookie set.
+    page.route("http://evil.test/", lambda route: route.fulfill(content_type="text/html", body=(
+        f'<form method="post" action="{served}/status/login"><input name="phone" '
+        f'value="{JANE["phone"]}"><input name="password" value="{JANE["password"]}">'
+        '<button>go</button></form>')))
+    page.goto("http://evil.test/")
+    with page.expect_navigation() as cross_site:
+        page.click("button")
+    assert cross_site.value.status == 403 and context.cookies() == []
+
     assert page.goto(f"{served}/status").status == 200
     page.fill("input[name=phone]", JANE["phone"])
     page.fill("input[name=password]", "not-her-password")
@@ -117,8 +127,10 @@ def test_a_person_signs_in_and_sees_their_checks_in_chromium(chromium, served, r
 
     page.fill("input[name=phone]", "1-415-867-5309")  # as people type it
     page.fill("input[name=password]", JANE["password"])
-    with page.expect_navigation() as signed_in:
+    with page.expect_request(f"{served}/status/login") as posted, \
+            page.expect_navigation() as signed_in:
         page.click("form.login button[type=submit]")
+    assert posted.value.header_value("origin") == served  # what the POSTs are judged by
     assert signed_in.value.status == 200 and page.url == f"{served}/status"
 
     checks = page.locator("section.check")
@@ -151,8 +163,8 @@ def test_a_person_signs_in_and_sees_their_checks_in_chromium(chromium, served, r
         page.click("text=Sign out")
     expect(page.locator("form.login")).to_be_visible()
     assert context.cookies() == []
-    # No CSP violation, no failed load: only the refused sign-in's own 401.
-    assert [text for text in problems if "status of 401" not in text] == []
+    # No CSP violation, no failed load: only the refused sign-ins' own 403 and 401.
+    assert [text for text in problems if not re.search(r"status of 40[13]", text)] == []
     context.close()
 
 
