@@ -143,13 +143,14 @@ def update_user(connection: redis.Redis, user: User, first_name: str | None = No
 
 
 def delete_user(connection: redis.Redis, phone_number: str) -> None:
-    """Forget a user with their checks, reminders and tokens."""
-    uptime.remove_checks_of(connection, phone_number)
-    reminders.remove_reminders_of(connection, phone_number)
+    """Forget a user with their checks, reminders and tokens: the user and tokens first,
+    so no new request of theirs adds a check after their checks are gone."""
     tokens_key = UPTIME_USER_TOKENS_KEY.format(phone=phone_number)
     digests = connection.smembers(tokens_key)
     connection.delete(_user_key(phone_number), tokens_key,
                       *(UPTIME_TOKEN_KEY.format(digest=digest) for digest in digests))
+    uptime.remove_checks_of(connection, phone_number)
+    reminders.remove_reminders_of(connection, phone_number)
 
 
 def signed_in(connection: redis.Redis, phone_text: Any, password_text: Any) -> User | None:

@@ -22,10 +22,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from queuing import checks_api, reminders_api, settings, status_page, store, users_api, web
 
+MAX_BODY_BYTES = 64 * 1024
+
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings.load_env()
     app = web.new_app(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # 413 for more
     config = test_config or {}
     app.config["MAX_CHECKS"] = config.get("MAX_CHECKS") or settings.uptime_max_checks()
     app.config["TOKEN_SECONDS"] = config.get("TOKEN_SECONDS") or settings.token_seconds()
