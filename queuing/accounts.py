@@ -160,8 +160,9 @@ def signed_in(connection: redis.Redis, phone_text: Any, password_text: Any) -> U
     except phones.InvalidPhone:
         user = None
     stored = connection.hget(_user_key(user.phone), "password_hash") if user else None
-    matches = check_password_hash(stored or _UNKNOWN_USER_HASH,
-                                  password_text if isinstance(password_text, str) else "")
+    if not isinstance(password_text, str) or len(password_text) > PASSWORD_MAX_LENGTH:
+        password_text = ""  # no password is empty: a wrong one, hashed all the same
+    matches = check_password_hash(stored or _UNKNOWN_USER_HASH, password_text)
     return user if matches and stored else None
 
 

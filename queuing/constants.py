@@ -45,6 +45,11 @@ JOB_EVENTS_TTL_SECONDS = 24 * 60 * 60
 
 # SMS senders, uptime checks, reminders (scripts 101-105).
 SMS_QUEUE = "sms"  # JSON jobs senders.send_sms(phone_number, message)
+# An SMS job's meta: the user who asked for it (web app), how many retries it was given,
+# and its last failure's one line (written by the worker, shown by GET /messages/<id>).
+OWNER_META = "owner"
+RETRIES_META = "retries"
+FAILURE_META = "failure"
 REMINDERS_TICK_QUEUE = "reminders_tick"  # RQ cron's tick (RQ cron jobs carry no data)
 UPTIME_CHECK_ID_KEY = "uptime:check_id"
 UPTIME_CHECKS_KEY = "uptime:checks"  # set of check ids
@@ -56,6 +61,7 @@ DEFAULT_UPTIME_INTERVAL_SECONDS = 60
 REMINDER_ID_KEY = "reminders:reminder_id"
 REMINDERS_KEY = "reminders:all"  # set of reminder ids
 REMINDER_KEY = "reminders:reminder:{reminder_id}"  # hash: message, phones, times
+REMINDER_OWNER_KEY = "reminders:owner:{owner}"  # set: the ids of one user's reminders
 REMINDER_SENT_KEY = "reminders:sent:{reminder_id}:{slot}"  # SET NX: one send per time slot
 REMINDER_SENT_TTL_SECONDS = 2 * 24 * 60 * 60
 DEFAULT_REMINDER_TIMES = ("09:00", "12:00", "18:00", "22:00")

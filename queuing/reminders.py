@@ -32,14 +32,13 @@ from queuing.constants import (
     DEFAULT_REMINDER_TIMES,
     REMINDER_ID_KEY,
     REMINDER_KEY,
+    REMINDER_OWNER_KEY,
     REMINDER_SENT_KEY,
     REMINDER_SENT_TTL_SECONDS,
     REMINDERS_KEY,
 )
 
 MAX_MESSAGE_LENGTH = senders.MAX_MESSAGE_LENGTH
-# The ids of one user's reminders (a set).
-REMINDER_OWNER_KEY = "reminders:owner:{owner}"
 
 
 class InvalidReminder(ValueError):

@@ -27,7 +27,7 @@ from rq.serializers import JSONSerializer
 
 from queuing import phones, reminders, senders, settings, store, web
 from queuing.accounts import current_user, require_user
-from queuing.constants import DEFAULT_REMINDER_TIMES, SMS_QUEUE
+from queuing.constants import DEFAULT_REMINDER_TIMES, FAILURE_META, OWNER_META, SMS_QUEUE
 
 bp = Blueprint("reminders", __name__)
 MAX_RECIPIENTS = 10
@@ -121,14 +121,14 @@ def send_message() -> Response:
 def message_status(job_id: str) -> Response:
     try:
         job = Job.fetch(job_id, connection=store.get_rq_redis(), serializer=JSONSerializer)
-        owner = job.meta.get(senders.OWNER_META)
+        owner = job.meta.get(OWNER_META)
     except Exception:  # no such job, or not one RQ can read: not the user's either way
         owner = None
     if owner != current_user().phone or job.origin != SMS_QUEUE:
         abort(404, "Message not found")
     status = job.get_status(refresh=False)
     answer = {"jobId": job.id, "to": job.args[0], "status": getattr(status, "value", status)}
-    reason = job.meta.get(senders.FAILURE_META)
+    reason = job.meta.get(FAILURE_META)
     if reason and status in ("failed", "scheduled"):
         answer["reason"] = reason
     return web.json_response(answer)

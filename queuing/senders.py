@@ -28,7 +28,7 @@ import redis
 from rq.job import Job, Retry
 
 from queuing import console, settings
-from queuing.constants import SMS_QUEUE
+from queuing.constants import OWNER_META, RETRIES_META, SMS_QUEUE
 from queuing.jobs import json_queue
 
 # The variables are settings.py's; TWILIO_API_BASE_URL, only for trying things locally,
@@ -46,9 +46,6 @@ SEPARATORS = re.compile(r"[\s().-]")
 MAX_MESSAGE_LENGTH = 1600  # Twilio's limit for one message body
 # Seconds before each retry of a failed SMS; as many retries as intervals.
 SMS_RETRY_INTERVALS = (10, 60, 300)
-OWNER_META = "owner"  # job meta: the phone of the user who asked for the SMS
-RETRIES_META = "retries"  # job meta: how many retries the job was given
-FAILURE_META = "failure"  # job meta: its last failure's one line (workers.py writes it)
 
 # Twilio's client logs each request URL, which holds the account SID: keep it quiet.
 logging.getLogger("twilio").setLevel(logging.WARNING)

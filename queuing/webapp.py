@@ -32,7 +32,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config = test_config or {}
     app.config["MAX_CHECKS"] = config.get("MAX_CHECKS") or settings.uptime_max_checks()
     app.config["TOKEN_SECONDS"] = config.get("TOKEN_SECONDS") or settings.token_seconds()
-    settings.phone_region()  # a bad PHONE_REGION stops the server now, not at a request
+    settings.phone_region()  # a bad setting stops the server now, not at each request
+    settings.timezone()
     store.init_app(app, test_config)
     for blueprint in (users_api.bp, checks_api.bp, status_page.bp, reminders_api.bp):
         app.register_blueprint(blueprint)

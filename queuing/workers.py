@@ -61,15 +61,13 @@ from queuing.connection import (
     rq_client,
     wait_until_connected,
 )
-from queuing.constants import WORKER_LEASE_KEY
+from queuing.constants import FAILURE_META, RETRIES_META, WORKER_LEASE_KEY
 from queuing.job_events import failure_reason
 from queuing.lean_worker import LeanWorker
 from queuing.recovering_worker import RecoveringWorker
 from queuing.untrusted_jobs import GuardedQueue
 
 NOTIFICATION_JOB = "Notification job"
-FAILURE_META = "failure"  # job meta: the one-line reason of a retried job's last failure
-RETRIES_META = "retries"  # job meta: how many retries the job was given (senders.py)
 # How long a stopping worker waits for its scheduler thread.
 SCHEDULER_STOP_SECONDS = 5
 # How long an idle worker's blocking wait for a job lasts before it looks for a stop.

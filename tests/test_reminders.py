@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from queuing import reminders, settings
-from queuing.constants import SMS_QUEUE
+from queuing.constants import REMINDER_OWNER_KEY, SMS_QUEUE
 from queuing.jobs import json_queue
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -89,7 +89,7 @@ def test_owners_see_and_lose_only_their_reminders(fake_redis):
     assert reminders.all_reminders(fake_redis) == [other, cli]
     assert reminders.remove_reminder(fake_redis, other.id)
     assert reminders.reminders_of(fake_redis, "+14155550100") == []
-    assert not fake_redis.exists(reminders.REMINDER_OWNER_KEY.format(owner="+14155550100"))
+    assert not fake_redis.exists(REMINDER_OWNER_KEY.format(owner="+14155550100"))
 
 
 def test_add_list_remove(fake_redis):
