@@ -59,8 +59,10 @@ class Api:
         return status, json.loads(text) if text else None
 
     def up(self) -> bool:
+        """Whether the status page (HTML) answers yet."""
         try:
-            return self.call("GET", "/status")[0] == 200
+            with urllib.request.urlopen(self.base + "/status", timeout=5) as answer:
+                return answer.status == 200
         except OSError:
             return False
 
