@@ -198,15 +198,21 @@ def configured_or_throwaway(load: str | None = None) -> Iterator[str]:
         yield server.url
 
 
+USAGE = "usage: python -m queuing.local_redis [--load dump.rdb] [--] COMMAND [ARGS...]"
+
+
 def main(argv: list[str]) -> int:
     load = None
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"{USAGE}\nRun COMMAND with REDIS_URL set to a throwaway redis-server on a "
+              "free port\n(REDIS_URL, when set, is used as it is).")
+        return 0
     if argv[:1] == ["--load"] and len(argv) > 1:
         load, argv = argv[1], argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    if not argv:
-        print("usage: python -m queuing.local_redis [--load dump.rdb] [--] COMMAND [ARGS...]",
-              file=sys.stderr)
+    if not argv or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         with configured_or_throwaway(load) as url:
@@ -217,6 +223,9 @@ def main(argv: list[str]) -> int:
     except RedisServerNotFound as error:
         print(error, file=sys.stderr)
         return 2
+    except (FileNotFoundError, PermissionError) as error:
+        print(f"local_redis: cannot run {argv[0]}: {error.strerror}", file=sys.stderr)
+        return 127
     except KeyboardInterrupt:
         return 130
 

@@ -1,6 +1,9 @@
 """local_redis.py: where the throwaway server comes from, and that it is ours alone."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -79,3 +82,18 @@ def test_free_port_hands_threads_of_one_process_different_ports(monkeypatch):
     with ThreadPoolExecutor(8) as pool:
         ports = list(pool.map(lambda _: local_redis.free_port(), range(200)))
     assert len(set(ports)) == 200
+
+
+@pytest.mark.parametrize(("argv", "status", "stream", "says"), [
+    (["--help"], 0, "out", "usage: python -m queuing.local_redis"),
+    (["-h"], 0, "out", "usage:"),
+    (["--bogus", "python3"], 2, "err", "usage:"),
+    (["no-such-command-here"], 127, "err", "cannot run no-such-command-here"),
+])
+def test_the_command_answers_help_and_mistakes_in_one_line(argv, status, stream, says):
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = subprocess.run([sys.executable, "-m", "queuing.local_redis", *argv], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == status
+    assert says in (done.stdout if stream == "out" else done.stderr)
+    assert "Traceback" not in done.stderr
