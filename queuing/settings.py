@@ -63,6 +63,8 @@ MAX_CHECKS_ENV = _setting("UPTIME_MAX_CHECKS", DEFAULT_MAX_CHECKS)
 TOKEN_SECONDS_ENV = _setting("TOKEN_SECONDS", DEFAULT_TOKEN_SECONDS)
 PHONE_REGION_ENV = _setting("PHONE_REGION", DEFAULT_PHONE_REGION)
 PROXY_HOPS_ENV = _setting("PROXY_HOPS", 0)
+# Set by Heroku-style platforms to the process's name (worker.1): the workers' names.
+DYNO_ENV = _setting("DYNO")
 DEFAULT_HOST = "127.0.0.1"
 HOST_ENV = _setting("HOST", DEFAULT_HOST)
 PORT_ENV = _setting("PORT", DEFAULT_PORT)
@@ -158,6 +160,11 @@ def uptime_max_checks(env: Env = os.environ) -> int:
 def token_seconds(env: Env = os.environ) -> float:
     """``TOKEN_SECONDS``: how long a sign-in token of the web app lasts (and each extension)."""
     return positive_number(TOKEN_SECONDS_ENV, DEFAULT_TOKEN_SECONDS, env)
+
+
+def dyno(env: Env = os.environ) -> str:
+    """``DYNO``: the platform's name for this process (``worker.1``), "" when not set."""
+    return env.get(DYNO_ENV, "").strip()
 
 
 def proxy_hops(env: Env = os.environ) -> int:

@@ -48,7 +48,6 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.queue import Queue
-from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import Worker
@@ -65,6 +64,7 @@ from queuing.constants import FAILURE_META, RETRIES_META, WORKER_LEASE_KEY
 from queuing.job_events import failure_reason
 from queuing.lean_worker import LeanWorker
 from queuing.recovering_worker import RecoveringWorker
+from queuing.thread_scheduler import ThreadScheduler
 from queuing.untrusted_jobs import GuardedQueue
 
 NOTIFICATION_JOB = "Notification job"
@@ -124,13 +124,14 @@ class StoppableQueue(GuardedQueue):
         return super().dequeue_any(*args, **kwargs)
 
 
-def worker_name(connection: redis.Redis, role: str, env: Any = os.environ) -> str:
+def worker_name(connection: redis.Redis, role: str, env: settings.Env | None = None) -> str:
     """A name that says which process runs the worker: ``DYNO`` when the platform sets it
     (``worker.1``), else ``role`` and the host; then the PID, as two workers of one process
     type run in one dyno or host. A name still held in Redis (by a worker killed without
     deregistering: a PID is used again in a restarted container) gets a random suffix:
     RQ refuses a live duplicate, and recovery.py must not take a new worker for a dead one."""
-    base = env.get("DYNO", "").strip() or f"{role}.{socket.gethostname().split('.')[0]}"
+    dyno = settings.dyno() if env is None else settings.dyno(env)
+    base = dyno or f"{role}.{socket.gethostname().split('.')[0]}"
     name = f"{base}.{os.getpid()}"
     key = Worker.redis_worker_namespace_prefix + name
     with connection.pipeline(transaction=False) as pipe:
@@ -141,37 +142,6 @@ def worker_name(connection: redis.Redis, role: str, env: Any = os.environ) -> st
     if (registered and not deregistered) or leased:
         name = f"{name}.{secrets.token_hex(2)}"
     return name
-
-
-class ThreadScheduler(RQScheduler):
-    """RQ's scheduler (it queues the jobs whose time has come: a ``Retry``'s delays), run
-    in a thread of its worker instead of a process RQ forks: it stops with the worker,
-    even one that is killed, and takes no part in stop signals."""
-
-    def start(self) -> threading.Thread:
-        self._status = self.Status.STARTED
-        self._stop = threading.Event()
-        self._process = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-        self._process.start()
-        return self._process
-
-    def _loop(self) -> None:
-        with suppress(redis.RedisError):
-            self.register_birth()
-        while not self._stop.is_set():
-            try:
-                if self.should_reacquire_locks:
-                    self.acquire_locks()
-                self.heartbeat()
-                self.enqueue_scheduled_jobs()
-            except redis.RedisError:  # Redis away: the worker says so; try again later
-                pass
-            self._stop.wait(self.interval)
-        with suppress(redis.RedisError):
-            self.stop()
-
-    def request_stop(self, signum: Any = None, frame: Any = None) -> None:
-        self._stop.set()
 
 
 class ProcessorBehaviour:
