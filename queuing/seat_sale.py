@@ -6,6 +6,12 @@ one Lua script drops expired leases and, only if no live server is left, sets
 ``available_seats`` to 50 and opens reservations; then it adds this server's lease.
 So ``python 100_seat.py`` on its own starts a new sale, while a second process, or
 granian's worker processes, join the one being sold instead of resetting it.
+
+A process that starts while Redis cannot be reached (a granian worker started or
+respawned during an outage) does not die: it joins once Redis is back, and then joins
+any sale that exists, live leases or not, rather than start a new one. Its fellow
+workers' leases may have lapsed during the outage, and a new sale would sell their
+seats again.
 """
 
 from __future__ import annotations
@@ -30,15 +36,19 @@ from queuing.constants import (
 
 LEASE_SECONDS = 15
 RENEW_SECONDS = 5
+JOIN_RETRY_SECONDS = 0.5  # a process that started during an outage tries this often
 
 # KEYS: seat_servers, available_seats, reservation_enabled, seat_jobs, seat_sale.
-# ARGV: lease ms, id, seats.
-# Returns 1 when this call started a new sale, 0 when it joined a live one.
+# ARGV: lease ms, id, seats, "1" to join any sale that exists (live leases or not).
+# Returns 1 when this call started a new sale, 0 when it joined one.
 START_OR_JOIN = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local fresh = redis.call('ZCARD', KEYS[1]) == 0
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
+  fresh = false
+end
 if fresh then
   redis.call('SET', KEYS[2], ARGV[3])
   redis.call('SET', KEYS[3], '1')
@@ -73,18 +83,45 @@ class Sale:
         The lease's return is registered before the lease is taken: a stop that comes
         while it is taken still gives it back at exit."""
         if renew:
-            atexit.register(self.leave)
-            if multiprocessing.parent_process() is not None:
-                # A worker process started by multiprocessing (granian's workers are) ends
-                # with os._exit, which skips atexit; multiprocessing's own exit hooks run.
-                multiprocessing.util.Finalize(None, self.leave, exitpriority=0)
-        started = self.client.eval(START_OR_JOIN, 5, SEAT_SERVERS_KEY, AVAILABLE_SEATS_KEY,
-                                   RESERVATION_ENABLED_KEY, SEAT_JOBS_KEY, SEAT_SALE_KEY,
-                                   LEASE_SECONDS * 1000,
-                                   self.server_id, self.seats)
+            self._leave_at_exit()
+        started = self._start_or_join(any_sale=False)
         if renew:
             threading.Thread(target=self._renew, daemon=True, name="seat-lease").start()
-        return bool(started)
+        return started
+
+    def join_now_or_later(self) -> None:
+        """:meth:`join`; while Redis cannot be reached, a thread joins once it can (then
+        any sale that exists: see the module's docstring), and the server answers 503
+        meanwhile instead of failing to start."""
+        self._leave_at_exit()
+        try:
+            self._start_or_join(any_sale=False)
+        except (redis.ConnectionError, redis.TimeoutError):
+            threading.Thread(target=self._join_later, daemon=True, name="seat-lease").start()
+        else:
+            threading.Thread(target=self._renew, daemon=True, name="seat-lease").start()
+
+    def _leave_at_exit(self) -> None:
+        atexit.register(self.leave)
+        if multiprocessing.parent_process() is not None:
+            # A worker process started by multiprocessing (granian's workers are) ends
+            # with os._exit, which skips atexit; multiprocessing's own exit hooks run.
+            multiprocessing.util.Finalize(None, self.leave, exitpriority=0)
+
+    def _start_or_join(self, any_sale: bool) -> bool:
+        return bool(self.client.eval(
+            START_OR_JOIN, 5, SEAT_SERVERS_KEY, AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY,
+            SEAT_JOBS_KEY, SEAT_SALE_KEY, LEASE_SECONDS * 1000, self.server_id, self.seats,
+            "1" if any_sale else "0"))
+
+    def _join_later(self) -> None:
+        while not self._stopped.wait(JOIN_RETRY_SECONDS):
+            try:
+                self._start_or_join(any_sale=True)
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+        self._renew()
 
     def _renew(self) -> None:
         while not self._stopped.wait(RENEW_SECONDS):

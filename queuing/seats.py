@@ -129,7 +129,7 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
     processor = processor or WorkerThread(connection.seat_worker_client())
     if join_sale:
         sale = Sale(redis_client)
-        sale.join()
+        sale.join_now_or_later()
         app.extensions["seat_sale"] = sale
         # Under granian: give the lease back and deregister the worker on the stop signal.
         stopping.on_granian_stop(sale.leave, processor.stop)

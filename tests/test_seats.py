@@ -1,12 +1,15 @@
 """Task 13 on fakeredis: routes and bodies byte for byte, the job, the sale, one worker."""
 
 import threading
+import time
 
 import fakeredis
 import pytest
+import redis
 from rq.serializers import JSONSerializer
 
-from queuing import seat_worker, seats
+from queuing import seat_sale, seat_worker, seats
+from queuing.constants import AVAILABLE_SEATS_KEY, SEAT_SERVERS_KEY
 from queuing.seat_sale import Sale
 
 IN_PROCESS = b'{"status":"Reservation in process"}'
@@ -213,3 +216,49 @@ def test_seat_jobs_queued_with_the_former_callback_names_still_run(
     assert capsys.readouterr().out.splitlines() == [
         "Seat reservation job 1 completed",
         f"Seat reservation job 2 failed: {seats.NOT_ENOUGH_SEATS}"]
+
+
+def test_a_server_that_started_during_an_outage_joins_the_sale_it_finds(fake_redis, monkeypatch):
+    """Its fellow workers' leases may have lapsed during the outage: starting a new sale
+    then would sell their seats again. It joins the sale in Redis instead."""
+    Sale(fake_redis).join(renew=False)
+    fake_redis.set(AVAILABLE_SEATS_KEY, 47)
+    fake_redis.delete(SEAT_SERVERS_KEY)  # every lease lapsed while Redis was away
+    monkeypatch.setattr(fake_redis, "eval", _fails_once(fake_redis.eval))
+    monkeypatch.setattr(seat_sale, "JOIN_RETRY_SECONDS", 0.01)
+    sale = Sale(fake_redis)
+    sale.join_now_or_later()  # does not raise: the server starts and answers 503
+    try:
+        deadline = time.monotonic() + 30
+        while fake_redis.zcard(SEAT_SERVERS_KEY) == 0:
+            assert time.monotonic() < deadline, "the late join"
+            time.sleep(0.01)
+        assert fake_redis.get(AVAILABLE_SEATS_KEY) == "47"
+    finally:
+        sale.leave()
+
+
+def test_a_late_joiner_starts_the_sale_when_there_was_none(fake_redis, monkeypatch):
+    monkeypatch.setattr(fake_redis, "eval", _fails_once(fake_redis.eval))
+    monkeypatch.setattr(seat_sale, "JOIN_RETRY_SECONDS", 0.01)
+    sale = Sale(fake_redis)
+    sale.join_now_or_later()
+    try:
+        deadline = time.monotonic() + 30
+        while fake_redis.get(AVAILABLE_SEATS_KEY) is None:
+            assert time.monotonic() < deadline, "the late start"
+            time.sleep(0.01)
+        assert fake_redis.get(AVAILABLE_SEATS_KEY) == "50"
+    finally:
+        sale.leave()
+
+
+def _fails_once(call):
+    failures = [redis.ConnectionError("Redis is down")]
+
+    def wrapped(*args):
+        if failures:
+            raise failures.pop()
+        return call(*args)
+
+    return wrapped

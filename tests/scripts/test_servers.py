@@ -185,6 +185,35 @@ def test_seats_503_while_redis_is_down_then_processing_resumes(redis_server, run
     assert server.get("/available_seats")[2] == b'{"numberOfAvailableSeats":"48"}'
 
 
+@pytest.mark.parametrize(("factory", "path", "down_then_up"), [
+    ("queuing.seats:create_app", "/available_seats", b'{"numberOfAvailableSeats":"50"}'),
+    ("queuing.stock:create_app", "/list_products/4", b'"currentQuantity":5}'),
+    ("queuing.webapp:create_app", "/tokens?id=unknown", b'{"status":"Token not found"}'),
+], ids=["seats", "stock", "webapp"])
+def test_granian_workers_started_while_redis_is_down_serve_503_then_recover(
+        redis_server, running, factory, path, down_then_up):
+    """A worker that starts while Redis is down (a slow start, or granian respawning one
+    during an outage) must not die: granian would start it again, it would die again, and
+    granian stops the whole server on such a crash loop."""
+    server = start(running, Server.granian(factory, redis_server.url, workers=2))
+    started = set()
+    while len(started) < 2:
+        line = server.read_line(timeout=30)
+        assert line is not None and "crash loop" not in line, (server.lines, server.stderr)
+        if line.startswith("[INFO] Started worker-"):
+            started.add(line)
+    for _ in range(4):  # reach both workers
+        assert server.get(path) == (503, "application/json", REDIS_DOWN)
+    redis_server.start()
+    deadline = time.monotonic() + 30
+    while down_then_up not in server.get(path)[2]:
+        assert time.monotonic() < deadline, server.get(path)
+        time.sleep(0.1)
+    for _ in range(4):
+        assert down_then_up in server.get(path)[2]
+    assert "Traceback" not in server.stderr, server.stderr
+
+
 def wait_for_leases(real_redis: redis.Redis, count: int, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     while (leases := real_redis.zcard("seat_servers")) != count and time.monotonic() < deadline:
