@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="run one round and exit")
     args = parser.parse_args(argv)
     interval = args.interval or settings.uptime_interval_seconds()
+    allow_private = settings.uptime_allow_private()
     client = common.connect()
     rq_client = connection.rq_client()
     common.wait_until_connected(client, sleep=stopping.sleep)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping.requested():
         started = time.monotonic()
         try:
-            uptime.run_round(client, rq_client, log=common.log)
+            uptime.run_round(client, rq_client, log=common.log, allow_private=allow_private)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             common.log(common.not_connected_line(error))  # try again next round
         if args.once:

@@ -86,7 +86,8 @@ def own_check(check_id: Any) -> uptime.Check:
 def _validated(fields: dict[str, Any], check_id: str = "") -> uptime.Check:
     phone = current_user().phone
     try:
-        return uptime.validate(**fields, phone=phone, owner=phone, check_id=check_id)
+        return uptime.validate(**fields, phone=phone, owner=phone, check_id=check_id,
+                               public_only=not current_app.config["ALLOW_PRIVATE_CHECKS"])
     except uptime.InvalidCheck as error:
         abort(400, str(error))
 

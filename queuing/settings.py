@@ -63,6 +63,7 @@ MAX_CHECKS_ENV = _setting("UPTIME_MAX_CHECKS", DEFAULT_MAX_CHECKS)
 TOKEN_SECONDS_ENV = _setting("TOKEN_SECONDS", DEFAULT_TOKEN_SECONDS)
 PHONE_REGION_ENV = _setting("PHONE_REGION", DEFAULT_PHONE_REGION)
 PROXY_HOPS_ENV = _setting("PROXY_HOPS", 0)
+ALLOW_PRIVATE_ENV = _setting("UPTIME_ALLOW_PRIVATE", "off")
 # Set by Heroku-style platforms to the process's name (worker.1): the workers' names.
 DYNO_ENV = _setting("DYNO")
 DEFAULT_HOST = "127.0.0.1"
@@ -155,6 +156,12 @@ def uptime_max_checks(env: Env = os.environ) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{MAX_CHECKS_ENV} must be a whole number, at least 1, not {raw!r}")
     return int(raw)
+
+
+def uptime_allow_private(env: Env = os.environ) -> bool:
+    """``UPTIME_ALLOW_PRIVATE``: whether users' checks may reach private addresses
+    (127.0.0.1, 10.x, 169.254.169.254...); off by default (addresses.py)."""
+    return _switch(ALLOW_PRIVATE_ENV, False, env)
 
 
 def token_seconds(env: Env = os.environ) -> float:

@@ -22,13 +22,14 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 import requests
 
-from queuing import phones, senders
+from queuing import addresses, phones, senders
 from queuing.constants import (
     UPTIME_CHECK_ID_KEY,
     UPTIME_CHECK_KEY,
@@ -97,8 +98,9 @@ class Outcome:
 def validate(protocol: str, url: str, method: str = "get",
              success_codes: Iterable[int | str] = (200, 201),
              timeout_seconds: float | str = 3, phone: str = "", check_id: str = "",
-             owner: str = "") -> Check:
-    """A Check from user input, or InvalidCheck. ``url`` may include its protocol."""
+             owner: str = "", public_only: bool = False) -> Check:
+    """A Check from user input, or InvalidCheck. ``url`` may include its protocol.
+    ``public_only``: its host must resolve to public addresses only (addresses.py)."""
     url = url.strip()
     if "://" in url:
         protocol, url = url.split("://", 1)
@@ -108,6 +110,8 @@ def validate(protocol: str, url: str, method: str = "get",
     if protocol not in PROTOCOLS:
         raise InvalidCheck(f"protocol must be http or https, not {protocol!r}")
     _check_url(protocol, url)
+    if public_only and (private := _private_address(protocol, url)):
+        raise InvalidCheck(f"url must reach a public address, not a private one ({private})")
     method = method.strip().lower()
     if method not in METHODS:
         raise InvalidCheck(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -154,6 +158,11 @@ def _check_url(protocol: str, url: str) -> None:
         port = 0
     if port is not None and not 1 <= port <= 65535:
         raise InvalidCheck("url's port must be a number from 1 to 65535")
+
+
+def _private_address(protocol: str, url: str) -> str | None:
+    parts = urlsplit(f"{protocol}://{url}")
+    return addresses.non_public_address(parts.hostname or "", parts.port)
 
 
 # -- Storage -------------------------------------------------------------------------------
@@ -283,13 +292,18 @@ def log_of(connection: redis.Redis, check_id: str) -> list[dict]:
 
 # -- Running -------------------------------------------------------------------------------
 
-def run_check(check: Check, session: requests.Session | None = None) -> Outcome:
+def run_check(check: Check, session: requests.Session | None = None,
+              allow_private: bool = True) -> Outcome:
     """Request the check's URL once; never raises.
 
     The timeout bounds connecting and waiting for the status line; the body is not read.
     Redirects are not followed: a 301 is up only if 301 is one of the success codes.
+    Unless ``allow_private``, a user's check whose host now resolves to a private address
+    is down without a request (addresses.py); the admin's checks always run.
     """
     checked_at = time.time()
+    if not allow_private and check.owner and _private_address(check.protocol, check.url):
+        return Outcome(DOWN, checked_at, error="not a public address")
     try:
         response = (session or requests).request(
             check.method.upper(), check.full_url, timeout=check.timeout_seconds,
@@ -328,17 +342,17 @@ def alert_message(check: Check, state: str) -> str:
 
 
 def run_round(connection: redis.Redis, rq_connection: redis.Redis,
-              log=print) -> list[tuple[Check, Outcome]]:
+              log=print, allow_private: bool = True) -> list[tuple[Check, Outcome]]:
     """Run every check at once, record each outcome and queue an SMS per change of state.
 
     ``connection`` answers str (the project's client); ``rq_connection`` is the bytes-mode
-    client RQ needs for the SMS queue.
+    client RQ needs for the SMS queue. ``allow_private``: see :func:`run_check`.
     """
     checks = all_checks(connection)
     if not checks:
         return []
     with ThreadPoolExecutor(max_workers=min(MAX_CHECKS_AT_ONCE, len(checks))) as pool:
-        outcomes = list(pool.map(run_check, checks))
+        outcomes = list(pool.map(partial(run_check, allow_private=allow_private), checks))
     for check, outcome in zip(checks, outcomes, strict=True):
         log(f"Check {check.id} {check.describe()} is {outcome.state} ({outcome.describe()})")
         if record(connection, check, outcome) is not None:

@@ -10,7 +10,8 @@ The Procfile's ``web:`` process serves it with granian on ``0.0.0.0:$PORT``::
     granian --interface wsgi --factory queuing.webapp:create_app
 
 Tests pass ``test_config``: fakeredis clients (``REDIS``, ``RQ_REDIS``), a ``CLOCK`` they
-move, ``MAX_CHECKS`` or ``TOKEN_SECONDS``; anything not given comes from the settings.
+move, ``MAX_CHECKS``, ``TOKEN_SECONDS`` or ``ALLOW_PRIVATE_CHECKS``; anything not given
+comes from the settings.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config = test_config or {}
     app.config["MAX_CHECKS"] = config.get("MAX_CHECKS") or settings.uptime_max_checks()
     app.config["TOKEN_SECONDS"] = config.get("TOKEN_SECONDS") or settings.token_seconds()
+    app.config["ALLOW_PRIVATE_CHECKS"] = config.get("ALLOW_PRIVATE_CHECKS",
+                                                    settings.uptime_allow_private())
     settings.phone_region()  # a bad setting stops the server now, not at each request
     settings.timezone()
     store.init_app(app, test_config)

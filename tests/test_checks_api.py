@@ -192,8 +192,9 @@ def test_a_bad_check_is_a_400_saying_why(client, user_headers, body, reason):
     assert client.get("/checks", headers=user_headers).get_json() == []
 
 
-def test_the_alert_goes_to_the_owners_phone(client, user_headers, other_user_headers,
+def test_the_alert_goes_to_the_owners_phone(app, client, user_headers, other_user_headers,
                                             fake_redis, fake_rq_redis):
+    app.config["ALLOW_PRIVATE_CHECKS"] = True  # the site is on 127.0.0.1
     site = Site().start()
     try:
         added(client, user_headers, GOOGLE | {"protocol": "http",

@@ -112,6 +112,7 @@ def test_both_seeds_walked_through_over_http_under_honcho(redis_url, tmp_path):
                      TWILIO_FROM_NUMBER="+16674013836", TWILIO_API_BASE_URL=stub.url,
                      UPTIME_INTERVAL_SECONDS="1", REMINDER_TICK_SECONDS="1",
                      REMINDER_TIMEZONE="UTC", HOST="127.0.0.1",
+                     UPTIME_ALLOW_PRIVATE="on",  # the sites are on 127.0.0.1
                      PATH=f"{venv_bin}:{os.environ.get('PATH', '')}")
     honcho = subprocess.Popen(
         [f"{venv_bin}/honcho", "start", "-e", str(empty_env_file), "-p", str(port),
