@@ -159,3 +159,38 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"still waiting, after {timeout}s, for {what}")
         time.sleep(0.02)
+
+
+class Honcho:
+    """``honcho start ARGS`` in the project's folder, as a learner runs the Procfile: its
+    output lines gathered as they come (``lines``), Ctrl-C to stop it.
+
+    ``.env`` is an empty file of the test's (never a learner's .env); ``env`` is the
+    processes' environment, with the venv's tools first on PATH, as after
+    ``. .venv/bin/activate``."""
+
+    def __init__(self, args: list[str], env: dict[str, str], env_file: Path) -> None:
+        env_file.write_text("")
+        venv_bin = str(Path(sys.executable).parent)
+        env = {**env, "PATH": f"{venv_bin}:{env.get('PATH', '')}"}
+        self.process = subprocess.Popen(
+            [f"{venv_bin}/honcho", "start", "-e", str(env_file), *args], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout),
+                         daemon=True).start()
+
+    def count(self, *parts: str) -> int:
+        """How many output lines so far hold every one of ``parts``."""
+        return sum(all(part in line for part in parts) for line in list(self.lines))
+
+    def stop(self, timeout: float = 30) -> None:
+        """Ctrl-C, as in a terminal; its process group killed if it has not ended in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()

@@ -11,22 +11,16 @@ in any output or in Redis. Every address is local: a site, a Twilio stand-in, Re
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import redis
 
 from queuing.local_redis import free_port
 from tests.local_http import Site, StubTwilio
-from tests.processes import ROOT, script_env, wait_until
+from tests.processes import Honcho, script_env, wait_until
 
 pytestmark = pytest.mark.redis_server
 
@@ -105,23 +99,14 @@ def test_both_seeds_walked_through_over_http_under_honcho(redis_url, tmp_path):
     jane_site, other_site = Site().start(), Site().start()
     stub = StubTwilio()
     port = free_port()
-    empty_env_file = tmp_path / "empty.env"
-    empty_env_file.write_text("")
-    venv_bin = str(Path(sys.executable).parent)
     env = script_env(redis_url, TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
                      TWILIO_FROM_NUMBER="+16674013836", TWILIO_API_BASE_URL=stub.url,
                      UPTIME_INTERVAL_SECONDS="1", REMINDER_TICK_SECONDS="1",
                      REMINDER_TIMEZONE="UTC", HOST="127.0.0.1",
-                     UPTIME_ALLOW_PRIVATE="on",  # the sites are on 127.0.0.1
-                     PATH=f"{venv_bin}:{os.environ.get('PATH', '')}")
-    honcho = subprocess.Popen(
-        [f"{venv_bin}/honcho", "start", "-e", str(empty_env_file), "-p", str(port),
-         "-c", "scheduler=2", "web", "worker", "clock", "scheduler", "uptime"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(honcho.stdout), daemon=True).start()
+                     UPTIME_ALLOW_PRIVATE="on")  # the sites are on 127.0.0.1
+    honcho = Honcho(["-p", str(port), "-c", "scheduler=2", "web", "worker", "clock",
+                     "scheduler", "uptime"], env, tmp_path / "empty.env")
+    output = honcho.lines
     api = Api(f"http://127.0.0.1:{port}")
     secrets_shown = [TWILIO_TOKEN, JANE["password"], JOHN["password"]]
     try:
@@ -176,17 +161,11 @@ def test_both_seeds_walked_through_over_http_under_honcho(redis_url, tmp_path):
         assert api.call("GET", f"/messages/{queued['jobId']}", token=john)[0] == 404
 
         # More rounds and ticks: nothing is sent twice.
-        rounds = sum("is up" in line and jane_site.url in line for line in output)
-        wait_until(lambda: sum("is up" in line and jane_site.url in line
-                               for line in output) >= rounds + 3, "three more rounds")
+        rounds = honcho.count("is up", jane_site.url)
+        wait_until(lambda: honcho.count("is up", jane_site.url) >= rounds + 3,
+                   "three more rounds")
     finally:
-        if honcho.poll() is None:
-            honcho.send_signal(signal.SIGINT)
-        try:
-            honcho.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
-            honcho.wait()
+        honcho.stop()
         stub.close()
         jane_site.stop()
         other_site.stop()

@@ -6,22 +6,16 @@ and a stand-in for Twilio's API (``TWILIO_API_BASE_URL``). Nothing reaches the n
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import redis
 
 from queuing.local_redis import free_port
 from tests.local_http import Site, StubTwilio
-from tests.processes import ROOT, Script, run_script, script_env
+from tests.processes import Honcho, Script, run_script, script_env
 
 pytestmark = pytest.mark.redis_server
 
@@ -149,20 +143,11 @@ def test_honcho_starts_the_procfile_and_alerts_flow_to_twilio(redis_url, site, t
     SMS bodies arriving at a Twilio stand-in; two schedulers run at once."""
     stub = StubTwilio()
     port = free_port()
-    empty_env_file = tmp_path / "empty.env"  # not the learner's .env, if there is one
-    empty_env_file.write_text("")
-    venv_bin = str(Path(sys.executable).parent)
     env = script_env(redis_url, **TWILIO, TWILIO_API_BASE_URL=stub.url,
                      UPTIME_INTERVAL_SECONDS="1", REMINDER_TICK_SECONDS="1",
-                     REMINDER_TIMEZONE="UTC", PATH=f"{venv_bin}:{os.environ.get('PATH', '')}")
-    honcho = subprocess.Popen(
-        [f"{venv_bin}/honcho", "start", "-e", str(empty_env_file), "-p", str(port),
-         "-c", "scheduler=2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(honcho.stdout), daemon=True).start()
+                     REMINDER_TIMEZONE="UTC")
+    honcho = Honcho(["-p", str(port), "-c", "scheduler=2"], env, tmp_path / "empty.env")
+    output = honcho.lines
     try:
         wait_until(lambda: any("Scheduler started" in line for line in output), 20,
                    f"the scheduler started: {output}")
@@ -192,15 +177,11 @@ def test_honcho_starts_the_procfile_and_alerts_flow_to_twilio(redis_url, site, t
             assert page.read() == b'{"numberOfAvailableSeats":"50"}'  # the seat server
         with urllib.request.urlopen(f"http://127.0.0.1:{port + 200}/", timeout=5) as page:
             assert page.status == 200 and b"RQ" in page.read()  # rq-dashboard
-        time.sleep(3)  # more rounds and ticks: nothing sent twice
+        rounds = honcho.count(f"GET {site.url} is up")  # more rounds and ticks: nothing
+        wait_until(lambda: honcho.count(f"GET {site.url} is up") >= rounds + 3, 20,  # twice
+                   "three more rounds")
     finally:
-        if honcho.poll() is None:
-            honcho.send_signal(signal.SIGINT)
-        try:
-            honcho.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
-            honcho.wait()
+        honcho.stop()
         stub.close()
     assert stub.bodies().count(down) == 1
     assert stub.bodies().count(up) == 1
