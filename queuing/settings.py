@@ -64,8 +64,10 @@ TOKEN_SECONDS_ENV = _setting("TOKEN_SECONDS", DEFAULT_TOKEN_SECONDS)
 PHONE_REGION_ENV = _setting("PHONE_REGION", DEFAULT_PHONE_REGION)
 PROXY_HOPS_ENV = _setting("PROXY_HOPS", 0)
 ALLOW_PRIVATE_ENV = _setting("UPTIME_ALLOW_PRIVATE", "off")
-# Set by Heroku-style platforms to the process's name (worker.1): the workers' names.
+# Set by Heroku-style platforms, and by honcho, to the process's name (worker.1): the
+# workers' names.
 DYNO_ENV = _setting("DYNO")
+HONCHO_PROCESS_NAME_ENV = _setting("HONCHO_PROCESS_NAME")
 DEFAULT_HOST = "127.0.0.1"
 HOST_ENV = _setting("HOST", DEFAULT_HOST)
 PORT_ENV = _setting("PORT", DEFAULT_PORT)
@@ -170,8 +172,9 @@ def token_seconds(env: Env = os.environ) -> float:
 
 
 def dyno(env: Env = os.environ) -> str:
-    """``DYNO``: the platform's name for this process (``worker.1``), "" when not set."""
-    return env.get(DYNO_ENV, "").strip()
+    """The Procfile's name for this process (``worker.1``): ``DYNO`` on a Heroku-style
+    platform, ``HONCHO_PROCESS_NAME`` under ``honcho start``; "" when neither is set."""
+    return (env.get(DYNO_ENV, "") or env.get(HONCHO_PROCESS_NAME_ENV, "")).strip()
 
 
 def proxy_hops(env: Env = os.environ) -> int:

@@ -22,7 +22,8 @@ its creator hears; a job with RQ's ``Retry`` says whether it will be tried again
 own log is hidden unless ``RQ_VERBOSE=1``.
 
 A worker is named after its process type, for ``rq info`` and rq-dashboard: ``DYNO``
-(Heroku's ``worker.1``) or the queue and host, then the PID (``sms.myhost.4242``). With
+(Heroku's ``worker.1``) or ``HONCHO_PROCESS_NAME`` (honcho's), else the queue and host;
+then the PID (``worker.1.4242``, ``sms.myhost.4242``). With
 ``with_scheduler`` it also runs RQ's scheduler, in a thread rather than RQ's forked
 process (nothing is left behind when the worker is killed): the jobs RQ's ``Retry``
 delays come back on time.

@@ -64,6 +64,8 @@ def test_a_worker_is_named_after_its_dyno_or_its_queue_and_host(fake_server):
     assert workers.worker_name(connection, "sms", {"DYNO": "worker.1"}) == f"worker.1.{pid}"
     host = socket.gethostname().split(".")[0]
     assert workers.worker_name(connection, "sms", {}) == f"sms.{host}.{pid}"
+    under_honcho = {"HONCHO_PROCESS_NAME": "worker.2"}  # honcho start -c worker=2
+    assert workers.worker_name(connection, "sms", under_honcho) == f"worker.2.{pid}"
 
 
 def test_a_name_still_held_in_redis_is_not_used_again(fake_server):

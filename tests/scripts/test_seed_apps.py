@@ -160,6 +160,13 @@ def test_both_seeds_walked_through_over_http_under_honcho(redis_url, tmp_path):
                    ["status"] == "finished", "the message's job finished")
         assert api.call("GET", f"/messages/{queued['jobId']}", token=john)[0] == 404
 
+        # rq info and rq-dashboard name the workers after their Procfile process.
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        names = {key.removeprefix("rq:worker:").rsplit(".", 1)[0]
+                 for key in client.smembers("rq:workers")}
+        client.close()
+        assert names == {"worker.1", "clock.1"}, names
+
         # More rounds and ticks: nothing is sent twice.
         rounds = honcho.count("is up", jane_site.url)
         wait_until(lambda: honcho.count("is up", jane_site.url) >= rounds + 3,
