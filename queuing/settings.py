@@ -64,6 +64,11 @@ TOKEN_SECONDS_ENV = _setting("TOKEN_SECONDS", DEFAULT_TOKEN_SECONDS)
 PHONE_REGION_ENV = _setting("PHONE_REGION", DEFAULT_PHONE_REGION)
 PROXY_HOPS_ENV = _setting("PROXY_HOPS", 0)
 ALLOW_PRIVATE_ENV = _setting("UPTIME_ALLOW_PRIVATE", "off")
+# The replicated mode: a write is confirmed only once this many replicas have it (WAIT).
+MIN_REPLICAS_ENV = _setting("REDIS_MIN_REPLICAS", 0)
+DEFAULT_MIN_REPLICAS_TIMEOUT_SECONDS = 1.0
+MIN_REPLICAS_TIMEOUT_ENV = _setting("REDIS_MIN_REPLICAS_TIMEOUT",
+                                    DEFAULT_MIN_REPLICAS_TIMEOUT_SECONDS)
 # Set by Heroku-style platforms, and by honcho, to the process's name (worker.1): the
 # workers' names.
 DYNO_ENV = _setting("DYNO")
@@ -164,6 +169,21 @@ def uptime_allow_private(env: Env = os.environ) -> bool:
     """``UPTIME_ALLOW_PRIVATE``: whether users' checks may reach private addresses
     (127.0.0.1, 10.x, 169.254.169.254...); off by default (addresses.py)."""
     return _switch(ALLOW_PRIVATE_ENV, False, env)
+
+
+def min_replicas(env: Env = os.environ) -> int:
+    """``REDIS_MIN_REPLICAS``: how many replicas must have a write before it is confirmed
+    (a job "created", a reservation, a seat queued); 0, the default, confirms at once."""
+    raw = env.get(MIN_REPLICAS_ENV, "").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigError(f"{MIN_REPLICAS_ENV} must be a whole number (0: do not wait), "
+                          f"not {raw!r}")
+    return int(raw)
+
+
+def min_replicas_timeout(env: Env = os.environ) -> float:
+    """``REDIS_MIN_REPLICAS_TIMEOUT``: how long a write waits for its replicas (seconds)."""
+    return positive_number(MIN_REPLICAS_TIMEOUT_ENV, DEFAULT_MIN_REPLICAS_TIMEOUT_SECONDS, env)
 
 
 def token_seconds(env: Env = os.environ) -> float:
