@@ -188,6 +188,237 @@ class RedisServer:
         self.close()
 
 
+# The Sentinel rig's own settings. Its waits are generous: a failover takes a few seconds
+# on a quiet machine (down-after 1 s, an election, the promotion), far more on a busy one.
+SENTINEL_SERVICE = "mymaster"
+SENTINEL_QUORUM = 2
+SENTINEL_DOWN_AFTER_MS = 1000
+SENTINEL_FAILOVER_TIMEOUT_MS = 5000
+RIG_TIMEOUT = 30.0
+# Each data server keeps every write it acknowledged (AOF, fsync per write): a restarted
+# server loses nothing, so what a failover loses is only what replication had not carried.
+DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
+
+
+class SentinelRig:
+    """A Redis master, one replica and three sentinels, as throwaway processes on free ports
+    of 127.0.0.1: a highly available Redis on one machine, to fail over at will.
+
+    Clients reach it through :attr:`url` (``redis+sentinel://...``); the test drives the
+    failures: :meth:`failover` (what an operator does), :meth:`kill_master` (a lost
+    machine: the sentinels promote the replica), :meth:`restart` (the machine is back).
+    Every process is stopped and every file removed by :meth:`close`.
+    """
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.binary = binary or find_redis_server()
+        self.root = tempfile.mkdtemp(prefix="redis-sentinel-rig-")
+        self.servers: dict[int, RedisServer] = {}  # the data servers, by port
+        self.sentinel_ports: list[int] = []
+        self.sentinels: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        """What REDIS_URL should be to reach the current master through the sentinels."""
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}"
+
+    def start(self) -> SentinelRig:
+        """Start the master, then its replica, then the sentinels; return once the replica
+        is in sync and every sentinel sees the master, the replica and the two others."""
+        try:
+            master = self._data_server(free_port())
+            self._data_server(free_port(), replica_of=master.port)
+            self._wait(lambda: self._in_sync(list(self.servers)[1]), "the replica in sync")
+            for _ in range(3):
+                self._start_sentinel(master.port)
+            self._wait(self._sentinels_agree, "every sentinel seeing master, replica, others")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _data_server(self, port: int, replica_of: int | None = None) -> RedisServer:
+        """A master (or a replica of ``replica_of``) on ``port``, with its own folder (kept
+        across restarts) and AOF on."""
+        data_dir = Path(self.root, f"redis-{port}")
+        data_dir.mkdir(exist_ok=True)
+        replication = ("--replicaof", "127.0.0.1", str(replica_of)) if replica_of else ()
+        server = RedisServer(*DURABLE, *replication, binary=self.binary, port=port,
+                             data_dir=str(data_dir))
+        self.servers[port] = server
+        return server.start()
+
+    def _start_sentinel(self, master_port: int) -> None:
+        port = free_port()
+        folder = Path(self.root, f"sentinel-{port}")
+        folder.mkdir()
+        config = folder / "sentinel.conf"  # sentinels rewrite it: it must be writable
+        config.write_text("\n".join([
+            f"port {port}",
+            "bind 127.0.0.1",
+            "daemonize no",
+            f'logfile "{folder / "sentinel.log"}"',
+            f'dir "{folder}"',
+            "sentinel resolve-hostnames no",
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master_port} {SENTINEL_QUORUM}",
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {SENTINEL_SERVICE} {SENTINEL_FAILOVER_TIMEOUT_MS}",
+            f"sentinel parallel-syncs {SENTINEL_SERVICE} 1",
+        ]) + "\n")
+        self.sentinel_ports.append(port)
+        self.sentinels.append(subprocess.Popen(
+            [self.binary, str(config), "--sentinel"], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def _ask(self, port: int, *command: str):
+        """One command to the instance on ``port``; None when it does not answer."""
+        client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1,
+                             decode_responses=True)
+        try:
+            return client.execute_command(*command)
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    def _wait(self, condition, what: str, timeout: float = RIG_TIMEOUT) -> None:
+        """Poll ``condition`` until it holds, at most ``timeout`` seconds; then fail saying
+        ``what`` was awaited, with the end of every log of the rig."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Sentinel rig: still waiting, after {timeout}s, for "
+                                   f"{what}\n{self.logs()}")
+            time.sleep(0.05)
+
+    def logs(self, chars: int = 1500) -> str:
+        """The end of each process's log, to say why the rig is not as expected."""
+        return "\n".join(f"--- {log.parent.name}:\n{log.read_text()[-chars:]}"
+                         for log in sorted(Path(self.root).glob("*/*.log")))
+
+    def _in_sync(self, port: int) -> bool:
+        info = self._ask(port, "INFO", "replication")
+        return bool(info) and info.get("master_link_status") == "up"
+
+    def _role(self, port: int) -> str | None:
+        role = self._ask(port, "ROLE")
+        return role[0] if role else None
+
+    def _sentinel_master(self, sentinel_port: int) -> int | None:
+        address = self._ask(sentinel_port, "SENTINEL", "get-master-addr-by-name",
+                            SENTINEL_SERVICE)
+        return int(address[1]) if address else None
+
+    def _sentinels_agree(self) -> bool:
+        master = self.master_port()
+        replicas = set(self.servers) - {master}
+        for port in self.sentinel_ports:
+            if self._sentinel_master(port) != master:
+                return False
+            seen = self._ask(port, "SENTINEL", "replicas", SENTINEL_SERVICE) or []
+            healthy = {int(fields["port"]) for fields in map(_pairs, seen)
+                       if "down" not in fields["flags"] and "disconnected" not in fields["flags"]}
+            if not replicas <= healthy:
+                return False
+            others = self._ask(port, "SENTINEL", "sentinels", SENTINEL_SERVICE) or []
+            if len(others) != len(self.sentinel_ports) - 1:
+                return False
+        return True
+
+    def master_port(self) -> int | None:
+        """The master's port, as the first sentinel that answers says it."""
+        for port in self.sentinel_ports:
+            master = self._sentinel_master(port)
+            if master is not None:
+                return master
+        return None
+
+    def failover(self, timeout: float = RIG_TIMEOUT) -> int:
+        """``SENTINEL FAILOVER``, as an operator would; return the new master's port once
+        every sentinel names it and it answers ROLE master."""
+        old = self.master_port()
+        deadline = time.monotonic() + timeout
+        # A sentinel refuses while a failover is under way or no replica is fit yet (just
+        # after another one): ask again until one starts it.
+        self._wait(lambda: self._ask(self.sentinel_ports[0], "SENTINEL", "FAILOVER",
+                                     SENTINEL_SERVICE) == "OK" or self.master_port() != old,
+                   "a sentinel to start the failover", timeout)
+        return self._new_master(old, max(1.0, deadline - time.monotonic()))
+
+    def kill_master(self, timeout: float = RIG_TIMEOUT) -> int:
+        """SIGKILL the master, as a lost machine; return the port of the replica the
+        sentinels promoted, once every sentinel names it and it answers ROLE master."""
+        old = self.master_port()
+        server = self.servers[old]
+        if server.process:
+            server.process.kill()
+            server.process.wait()
+            server.process = None
+        return self._new_master(old, timeout)
+
+    def _new_master(self, old: int | None, timeout: float) -> int:
+        def switched() -> bool:
+            masters = {self._sentinel_master(port) for port in self.sentinel_ports}
+            return (len(masters) == 1 and masters != {old} and None not in masters
+                    and self._role(masters.pop()) == "master")
+
+        self._wait(switched, f"the sentinels to name a new master (was {old})", timeout)
+        return self.master_port()
+
+    def restart(self, port: int) -> None:
+        """Start the data server of ``port`` again (its data kept): as a replica of the
+        current master, unless it is the master still."""
+        master = self.master_port()
+        self.servers[port].stop()
+        self._data_server(port, replica_of=None if master == port else master)
+
+    def wait_until_replicated(self, timeout: float = RIG_TIMEOUT) -> None:
+        """Until every data server but the master is its replica and in sync, and every
+        sentinel sees them: the rig is ready for another failover."""
+        def ready() -> bool:
+            master = self.master_port()
+            return (all(self._in_sync(port) for port in self.servers if port != master)
+                    and self._sentinels_agree())
+
+        self._wait(ready, "every replica in sync", timeout)
+
+    def pids(self) -> list[int]:
+        """The rig's processes that run (to check that close leaves none)."""
+        running = [server.process for server in self.servers.values() if server.process]
+        return [process.pid for process in [*running, *self.sentinels]
+                if process.poll() is None]
+
+    def close(self) -> None:
+        """Stop the sentinels first (they would fail over), then the data servers, and
+        remove every file."""
+        for sentinel in self.sentinels:
+            if sentinel.poll() is None:
+                sentinel.terminate()
+        for sentinel in self.sentinels:
+            try:
+                sentinel.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sentinel.kill()
+                sentinel.wait()
+        for server in self.servers.values():
+            server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> SentinelRig:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _pairs(flat: list | dict) -> dict:
+    """A reply of field, value, field, value... as a dict (RESP3 gives one already)."""
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 @contextlib.contextmanager
 def configured_or_throwaway(load: str | None = None) -> Iterator[str]:
     """``REDIS_URL`` when it is set, else the URL of a throwaway server for the duration."""
