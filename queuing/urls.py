@@ -15,8 +15,8 @@ import math
 import re
 import ssl
 from collections.abc import Callable
-from typing import NoReturn
-from urllib.parse import parse_qsl, urlsplit
+from typing import NamedTuple, NoReturn
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 
@@ -106,13 +106,44 @@ def _unusable(reason: str) -> InvalidRedisURL:
     return InvalidRedisURL(f"{REDIS_URL_ENV} is not a usable Redis URL: {reason}")
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+DEFAULT_SENTINEL_PORT = 26379
+SENTINEL_PASSWORD_OPTION = "sentinel_password"
+
+
+class SentinelURL(NamedTuple):
+    """A ``redis+sentinel://`` URL, read: where the sentinels are, which master they name,
+    and how to talk to it. ``username``/``password`` are the master's (and its replicas');
+    ``sentinel_password`` the sentinels' own. ``options`` are the query's other options,
+    as text, for the master's connections."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+    sentinel_password: str | None
+    tls: bool
+    options: dict[str, str]
+
+
+def is_sentinel_url(url: str) -> bool:
+    """Whether ``url`` names a Sentinel-managed master rather than one server."""
+    return url.startswith(tuple(f"{scheme}://" for scheme in SENTINEL_SCHEMES))
+
+
 def check_redis_url(url: str) -> None:
     """Raise :class:`ConfigError` unless ``url`` is a Redis URL redis-py reads as written."""
     if not url.strip():
         raise ConfigError(EMPTY_REDIS_URL)
+    if is_sentinel_url(url):
+        parse_sentinel_url(url)
+        return
     scheme = url.partition("://")[0]
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise _unusable("it must start with redis://, rediss:// or unix://")
+        raise _unusable("it must start with redis://, rediss:// or unix:// (or, for a "
+                        "master that Sentinel watches, redis+sentinel:// or "
+                        "rediss+sentinel://)")
     try:
         parts = urlsplit(url)
     except ValueError:  # an unclosed [ of an IPv6 address
@@ -131,13 +162,19 @@ def check_redis_url(url: str) -> None:
         if not re.fullmatch(r"/?|/\d+/?", parts.path, flags=re.ASCII):
             raise _unusable("the database after the host and port must be a number "
                             "(0, 1, ...) or nothing")
-    known = _OPTIONS_BY_SCHEME[scheme]
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    _check_options(parse_qsl(parts.query, keep_blank_values=True), _OPTIONS_BY_SCHEME[scheme])
+
+
+def _check_options(options: list[tuple[str, str]],
+                   known: dict[str, tuple[Callable[[str], bool], str]],
+                   tls_scheme: str = "rediss://",
+                   any_scheme: str = "redis:// or rediss://") -> None:
+    for name, value in options:
         if name in _NOT_FROM_A_URL:
             raise _unusable(f"the option {name} cannot be used here: {_NOT_FROM_A_URL[name]}")
         if name not in known:
-            if any(name in options for options in _OPTIONS_BY_SCHEME.values()):
-                needs = "rediss://" if name in _TLS_OPTIONS else "redis:// or rediss://"
+            if any(name in scheme_options for scheme_options in _OPTIONS_BY_SCHEME.values()):
+                needs = tls_scheme if name in _TLS_OPTIONS else any_scheme
                 raise _unusable(f"the option {name} needs a {needs} URL")
             # The unknown name is not shown: it could be a password put in the wrong place.
             close = difflib.get_close_matches(name, known, n=1)
@@ -148,6 +185,64 @@ def check_redis_url(url: str) -> None:
             raise _unusable(f"{name} has no value")
         if not check(value):
             raise _unusable(f"{name} must be {expected}")
+
+
+def _sentinel_address(entry: str) -> tuple[str, int]:
+    if not entry:
+        raise _unusable("its list of sentinels has an empty entry (host:port,host:port,...)")
+    try:
+        parts = urlsplit(f"//{entry}")
+        port = parts.port
+    except ValueError:
+        raise _unusable("each sentinel's port must be a number from 1 to 65535") from None
+    if not parts.hostname or port == 0 or parts.path:
+        raise _unusable("each sentinel must be host or host:port, the port a number "
+                        "from 1 to 65535")
+    return unquote(parts.hostname), port or DEFAULT_SENTINEL_PORT
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Read ``redis+sentinel://[user:pw@]host1[:port],host2[:port]/service[/db][?options]``
+    (``rediss+sentinel://``: TLS to the master and the sentinels; port 26379 by default),
+    the form rq-dashboard reads, or raise :class:`InvalidRedisURL` (one line, no secret)."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in SENTINEL_SCHEMES:
+        raise _unusable("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
+    netloc, slash, path_and_query = rest.partition("/")
+    path, _, query = (slash + path_and_query).partition("?")
+    if "#" in query or "#" in path:
+        raise _unusable("it is not a URL that can be read")
+    userinfo, _, hosts = netloc.rpartition("@")
+    if not hosts:
+        raise _unusable("it names no sentinel: redis+sentinel://host:26379,host2/master-name")
+    sentinels = [_sentinel_address(entry) for entry in hosts.split(",")]
+    username, has_password, password = userinfo.partition(":")
+    segments = path.strip("/").split("/") if path.strip("/") else []
+    if not segments:
+        raise _unusable("it names no master: the name Sentinel monitors it by comes after "
+                        "the sentinels, as in redis+sentinel://host:26379/mymaster")
+    if len(segments) > 2 or (len(segments) == 2 and not re.fullmatch(r"\d+", segments[1],
+                                                                      flags=re.ASCII)):
+        raise _unusable("the database after the master's name must be a number "
+                        "(0, 1, ...) or nothing")
+    service = unquote(segments[0])
+    if not service.strip() or any(char.isspace() for char in service):
+        raise _unusable("the master's name must not be empty or hold spaces")
+    tls = scheme == "rediss+sentinel"
+    options = parse_qsl(query, keep_blank_values=True)
+    _check_options(options, {**_OPTIONS_BY_SCHEME["rediss" if tls else "redis"],
+                             SENTINEL_PASSWORD_OPTION: (_anything, "")},
+                   tls_scheme="rediss+sentinel://", any_scheme="redis+sentinel://")
+    as_dict: dict[str, str] = {}
+    for name, value in options:  # as redis-py reads a query: a repeated option's first value
+        as_dict.setdefault(name, value)
+    sentinel_password = as_dict.pop(SENTINEL_PASSWORD_OPTION, None)
+    db = int(as_dict.pop("db", segments[1] if len(segments) == 2 else 0))
+    return SentinelURL(
+        sentinels=sentinels, service=service, db=db,
+        username=unquote(username) or None,
+        password=unquote(password) if has_password and password else None,
+        sentinel_password=sentinel_password, tls=tls, options=as_dict)
 
 
 # What a Redis server answers when it refuses a setting of the URL, as redis-py reports it
