@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import redis
+from redis.commands.core import Script
 from rq import Callback, Queue
 from rq.defaults import CALLBACK_TIMEOUT
 from rq.serializers import JSONSerializer
 from rq.utils import get_call_string, now, utcformat
 
-from queuing import jobs
+from queuing import jobs, replication
 from queuing.connection import through_outages
 from queuing.constants import (
     BATCH_MARKER_KEY,
@@ -118,6 +120,10 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
     not-connected line, waits for Redis and tries again. Trying again never writes a job
     twice: the script marks its batch, and does nothing when the mark is there (a reply
     lost after the script ran). A retried INCRBY may skip ids, as Kue's counter could.
+
+    In the replicated mode (``REDIS_MIN_REPLICAS``) the batch is written once the required
+    replicas have it, ids included; otherwise replication.NotReplicated, naming the batch's
+    jobs, which are on the master but not confirmed.
     """
     if not args_per_job:
         return []
@@ -136,5 +142,17 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
             *(key_prefix + job_id for job_id in job_ids)]
     args = [BATCH_MARKER_SECONDS, len(fields), *fields, *per_job]
     script = connection.register_script(ENQUEUE_JOBS_LUA)
-    through_outages(connection, script, keys=keys, args=args)
+    try:
+        through_outages(connection, _write_batch, connection, script, keys, args)
+    except replication.NotReplicated as error:
+        raise error.for_jobs(job_ids) from None
     return job_ids
+
+
+def _write_batch(connection: redis.Redis, script: Script, keys: list, args: list) -> None:
+    """Run the batch's script, then, in the replicated mode, wait for its replicas
+    (replication.confirm, which checks the batch's marker is on the server it asks): a
+    retry after an outage does both again, so a batch confirmed after a failover is on
+    the new master."""
+    script(keys=keys, args=args)
+    replication.confirm(connection, written=keys[2:3])

@@ -18,6 +18,7 @@ import redis
 from rq import Callback, Queue
 from rq.job import Job
 
+from queuing import replication
 from queuing.connection import through_outages
 from queuing.constants import (
     JOB_EVENTS_PREFIX,
@@ -158,20 +159,35 @@ class JobBatch:
         self.job_ids.append(job_id)
 
     def add(self, func: Callable | str, *args: Any, job_id: str, **options: Any) -> Job:
-        """One job with an id of the caller's and any of RQ's options, by ``Queue.enqueue``."""
+        """One job with an id of the caller's and any of RQ's options, by ``Queue.enqueue``.
+
+        In the replicated mode it returns once the required replicas have the job, or
+        raises replication.NotReplicated naming it; the batch hears its events either
+        way (the job is on the master, and may run or be found lost)."""
         job = enqueue_reporting(self.queue, func, *args, job_id=job_id, reply_to=self.stream,
                                 **options)
         self.job_ids.append(job.id)
+        try:
+            replication.confirm(self.queue.connection, written=[job.key])
+        except replication.NotReplicated as error:
+            raise error.for_jobs([job.id]) from None
         return job
 
     def add_many(self, func: Callable | str,
                  args_per_job: Sequence[Sequence[Any]]) -> list[str]:
         """One ``func(*args)`` job per ``args``, with new ids, in one transaction
-        (:func:`enqueue_jobs`); their ids, in order."""
+        (:func:`enqueue_jobs`); their ids, in order.
+
+        In the replicated mode a batch the replicas did not confirm raises
+        replication.NotReplicated naming its jobs; the batch hears their events anyway."""
         template = self._templates.get(func)
         if template is None:
             template = self._templates[func] = job_template(self.queue, func, self.stream)
-        job_ids = enqueue_jobs(self.queue, template, args_per_job)
+        try:
+            job_ids = enqueue_jobs(self.queue, template, args_per_job)
+        except replication.NotReplicated as error:
+            self.job_ids.extend(error.job_ids)
+            raise
         self.job_ids.extend(job_ids)
         return job_ids
 
