@@ -11,8 +11,9 @@ from __future__ import annotations
 import redis
 from flask import Flask
 from rq import Callback, get_current_job
+from rq.job import Job
 
-from queuing import connection, console, jobs, stopping, web
+from queuing import connection, console, jobs, replication, stopping, web
 from queuing.constants import (
     AVAILABLE_SEATS_KEY,
     RESERVATION_ENABLED_KEY,
@@ -143,12 +144,17 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
 
     @app.get("/reserve_seat")
     def reserve():
+        """Queue a reservation. In the replicated mode it is "in process" once the required
+        replicas have the job; else 503. The job is then on the master only: it may still
+        run and take a seat (the 50 stay exact), or vanish in a failover."""
         web.refuse_head()
         try:
             sale = open_sale(redis_client)
             if sale is None:
                 return web.json_response({"status": "Reservation are blocked"})
-            queue_reservation(rq_connection, sale)
+            job_id = queue_reservation(rq_connection, sale)
+            replication.confirm_or_unavailable(rq_connection, "Reservation",
+                                               written=[Job.key_for(job_id)])
         except redis.RedisError:
             return web.json_response({"status": "Reservation failed"}, 503)
         return web.json_response({"status": "Reservation in process"})

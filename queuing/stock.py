@@ -34,7 +34,7 @@ from typing import TypedDict
 import redis
 from flask import Flask, abort
 
-from queuing import connection, web
+from queuing import connection, replication, web
 from queuing.constants import STOCK_KEY
 
 
@@ -115,16 +115,26 @@ class Stock:
 
     def reserve_one(self, product: Product, request_id: str | None = None) -> bool:
         """Take one unit atomically; False when none is left. ``request_id``: the same
-        id takes at most one unit, however often it runs (default: a new one)."""
+        id takes at most one unit, however often it runs (default: a new one).
+
+        In the replicated mode (``REDIS_MIN_REPLICAS``) a unit taken is confirmed only
+        once the required replicas have it; else web.Unavailable (503). The unit was then
+        taken on the master: if the master fails over to a replica without it, the unit
+        is back in stock; if not, it stays taken and is sold to no one. Either way no
+        unit is sold twice, and none is confirmed that a failover can give back.
+        """
         self.write_missing()
+        outcome_key = RESERVATION_KEY.format(request_id=request_id or uuid.uuid4().hex)
         left = int(self.client.eval(
-            RESERVE_ONE_LUA, 2, stock_key(product["itemId"]),
-            RESERVATION_KEY.format(request_id=request_id or uuid.uuid4().hex),
+            RESERVE_ONE_LUA, 2, stock_key(product["itemId"]), outcome_key,
             deadline_ms(self.client), RESERVATION_KEEP_MS))
         if left == TOO_LATE:
             raise web.Unavailable(TOO_LATE_REASON)
         if left == STOCK_GONE:
             raise web.Unavailable(STOCK_GONE_REASON)
+        if left >= 0:
+            replication.confirm_or_unavailable(self.client, "Reservation",
+                                               written=[outcome_key])
         return left >= 0
 
 
