@@ -1,0 +1,288 @@
+"""The replicated mode on a real master and replica: a write is confirmed (a job created,
+"Reservation confirmed", a seat queued) only once the replica has it; with the replica
+stopped the creator gets NotReplicated and the servers answer 503 within about the
+timeout; with REDIS_MIN_REPLICAS=0 no WAIT (nor its fence) is sent at all.
+
+The replica is stopped with SIGSTOP: to the master it is still connected, it just never
+acknowledges, the case WAIT's timeout is for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rq.job import Job
+
+from queuing import connection, jobs, notifications, replication, seats, settings, stock
+from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.local_redis import RedisServer, RedisServerNotFound
+from queuing.seat_sale import Sale
+from tests.processes import skip_unless_ci
+
+pytestmark = pytest.mark.redis_server
+
+TIMEOUT = 0.3  # REDIS_MIN_REPLICAS_TIMEOUT in these tests, seconds
+LINK_UP_SECONDS = 10
+NOT_CONFIRMED = "Reservation not confirmed: only 0 of 1 replicas have the write"
+
+
+class Pair:
+    """A master and its replica, both throwaway redis-servers on free ports."""
+
+    def __init__(self, master: RedisServer, replica: RedisServer) -> None:
+        self.master = master
+        self.replica = replica
+
+    def wait_for_link(self) -> None:
+        """Until the replica is in sync with the master (bounded)."""
+        client = redis.Redis.from_url(self.replica.url, socket_timeout=2)
+        deadline = time.monotonic() + LINK_UP_SECONDS
+        try:
+            while client.info("replication").get("master_link_status") != "up":
+                assert time.monotonic() < deadline, "the replica did not sync"
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    @contextlib.contextmanager
+    def replica_stopped(self) -> Iterator[None]:
+        """The replica frozen (SIGSTOP): connected, never acknowledging."""
+        os.kill(self.replica.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.replica.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    try:
+        master = RedisServer().start()
+    except RedisServerNotFound as error:
+        skip_unless_ci(str(error))
+    try:
+        with RedisServer("--replicaof", "127.0.0.1", str(master.port)) as replica:
+            yield Pair(master, replica)
+    finally:
+        master.close()
+
+
+@pytest.fixture
+def master(pair) -> Iterator[redis.Redis]:
+    """The master's client (str replies), on a flushed master whose replica is in sync."""
+    client = connection.connect(pair.master.url)
+    client.flushall()
+    pair.wait_for_link()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def replicated(monkeypatch) -> None:
+    monkeypatch.setenv(settings.MIN_REPLICAS_ENV, "1")
+    monkeypatch.setenv(settings.MIN_REPLICAS_TIMEOUT_ENV, str(TIMEOUT))
+
+
+@pytest.fixture
+def stock_app(pair, master):
+    client = connection.server_client(pair.master.url)
+    yield stock.create_app(client).test_client()
+    client.close()
+
+
+class IdleProcessor:
+    def start(self) -> bool:
+        return True
+
+    def stop(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def seat_app(pair, master):
+    client = connection.server_client(pair.master.url)
+    rq = connection.server_client(pair.master.url, decode_responses=False)
+    Sale(client).join(renew=False)
+    yield seats.create_app(client, rq, processor=IdleProcessor(), join_sale=False).test_client()
+    rq.close()
+    client.close()
+
+
+@pytest.fixture
+def batch(pair, master) -> Iterator[JobBatch]:
+    rq = connection.rq_client(pair.master.url, socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    with JobBatch(jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, rq)) as job_batch:
+        yield job_batch
+    rq.close()
+
+
+def create_jobs(batch: JobBatch, count: int) -> str:
+    """What create_notification_jobs prints for ``count`` jobs."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        notifications.create_notification_jobs(
+            batch, [{"phoneNumber": "4153518781", "message": f"code {n}"} for n in range(count)],
+            notifications.push_tracked_notification)
+    return out.getvalue()
+
+
+@contextlib.contextmanager
+def timed(at_most: float) -> Iterator[None]:
+    start = time.monotonic()
+    yield
+    assert time.monotonic() - start < at_most
+
+
+# --- confirm -----------------------------------------------------------------------------
+
+def test_confirm_returns_when_the_replica_has_the_write(master):
+    master.set("key", "value")
+    replication.confirm(master, 1, 2, written=["key"])
+    replication.confirm(master, 0)  # nothing asked
+
+
+def test_confirm_raises_within_the_timeout_when_the_replica_does_not_acknowledge(pair, master):
+    with pair.replica_stopped():
+        master.set("key", "value")
+        with timed(TIMEOUT + 1), pytest.raises(replication.NotReplicated) as caught:
+            replication.confirm(master, 1, TIMEOUT, written=["key"])
+    assert str(caught.value) == "only 0 of 1 replicas have the write"
+    assert (caught.value.acknowledged, caught.value.required) == (0, 1)
+
+
+def test_more_replicas_than_there_are_is_never_confirmed(master):
+    master.set("key", "value")
+    with pytest.raises(replication.NotReplicated, match="only 1 of 2 replicas"):
+        replication.confirm(master, 2, TIMEOUT)
+
+
+def test_a_write_missing_from_the_server_is_not_confirmed(master):
+    """After a failover that lost it, a retry's WAIT would confirm nothing of it."""
+    with pytest.raises(replication.NotReplicated, match="not on Redis's master") as caught:
+        replication.confirm(master, 1, 2, written=["never-written"])
+    assert caught.value.missing
+
+
+def test_exists_fence_and_wait_share_one_connection_however_busy_the_pool(pair, master):
+    """WAIT counts its own connection's writes: the fence before it must go on the same one."""
+    monitor_client = redis.Redis.from_url(pair.master.url, socket_timeout=5)
+    with monitor_client.monitor() as monitor:
+        held = [master.connection_pool.get_connection() for _ in range(3)]  # others in use
+        for held_connection in held:
+            master.connection_pool.release(held_connection)
+        master.set("key", "value")
+        replication.confirm(master, 1, 2, written=["key"])
+        master.echo("end")
+        seen = commands_until_end(monitor)
+    monitor_client.close()
+    confirming = [(c["client_address"], c["client_port"]) for c in seen
+                  if c["command"].split()[0] in ("EXISTS", "PUBLISH", "WAIT")]
+    assert len(confirming) == 3
+    assert len(set(confirming)) == 1
+    assert [c["command"].split()[0] for c in seen if c["command"].split()[0] in
+            ("EXISTS", "PUBLISH", "WAIT")] == ["EXISTS", "PUBLISH", "WAIT"]
+
+
+def commands_until_end(monitor) -> list[dict]:
+    """The commands MONITOR reports up to ``ECHO end`` (its socket timeout bounds the wait)."""
+    seen = []
+    while True:
+        command = monitor.next_command()
+        if command["command"] == "ECHO end":
+            return seen
+        seen.append(command)
+
+
+# --- the creators -----------------------------------------------------------------------
+
+def test_jobs_are_created_once_the_replica_has_them(replicated, pair, batch):
+    out = create_jobs(batch, 3)
+    assert out.count("Notification job created: ") == 3
+    replica = connection.rq_client(pair.replica.url)
+    assert all(replica.exists(Job.key_for(job_id)) for job_id in batch.job_ids)
+    replica.close()
+
+
+def test_unconfirmed_jobs_are_reported_and_never_said_created(replicated, pair, batch):
+    with pair.replica_stopped(), timed(TIMEOUT + 2), \
+            pytest.raises(replication.NotReplicated) as caught:
+        create_jobs(batch, 3)
+    # The jobs are on the master, not confirmed: the error names them, the batch still
+    # hears their events (they may run, or be found lost).
+    assert len(caught.value.job_ids) == 3
+    assert batch.job_ids == caught.value.job_ids
+    assert str(caught.value) == "only 0 of 1 replicas have the write"
+
+
+def test_rq_enqueue_of_a_batch_is_confirmed_or_names_its_job(replicated, pair, batch):
+    job = batch.add("builtins.len", "abc", job_id="confirmed-1")
+    assert job.id == "confirmed-1"
+    with pair.replica_stopped(), pytest.raises(replication.NotReplicated) as caught:
+        batch.add("builtins.len", "abc", job_id="unconfirmed-1")
+    assert caught.value.job_ids == ["unconfirmed-1"]
+    assert batch.job_ids == ["confirmed-1", "unconfirmed-1"]
+
+
+# --- the servers --------------------------------------------------------------------------
+
+def test_reservation_confirmed_when_the_replica_has_it(replicated, stock_app, pair):
+    response = stock_app.get("/reserve_product/1")
+    assert response.json == {"status": "Reservation confirmed", "itemId": 1}
+    replica = redis.Redis.from_url(pair.replica.url, decode_responses=True)
+    assert replica.get(stock.stock_key(1)) == "3"
+    replica.close()
+
+
+def test_reservation_not_replicated_is_503_never_confirmed(replicated, stock_app, pair, master):
+    stock_app.get("/list_products/1")  # the stock keys, written and replicated
+    with pair.replica_stopped(), timed(TIMEOUT + 2):
+        response = stock_app.get("/reserve_product/1")
+    assert response.status_code == 503
+    assert json.loads(response.data) == {"status": "Service Unavailable",
+                                         "reason": NOT_CONFIRMED}
+    # Taken on the master, confirmed to no one.
+    assert master.get(stock.stock_key(1)) == "3"
+
+
+def test_none_left_needs_no_replica(replicated, stock_app, pair, master):
+    master.set(stock.stock_key(3), 0)
+    with pair.replica_stopped(), timed(TIMEOUT):
+        response = stock_app.get("/reserve_product/3")
+    assert response.json["status"] == "Not enough stock available"
+
+
+def test_seat_queued_when_the_replica_has_the_job(replicated, seat_app):
+    assert seat_app.get("/reserve_seat").json == {"status": "Reservation in process"}
+
+
+def test_seat_not_replicated_is_503(replicated, seat_app, pair):
+    with pair.replica_stopped(), timed(TIMEOUT + 2):
+        response = seat_app.get("/reserve_seat")
+    assert response.status_code == 503
+    assert response.json == {"status": "Service Unavailable", "reason": NOT_CONFIRMED}
+
+
+# --- the default mode -----------------------------------------------------------------------
+
+def test_the_default_mode_sends_no_wait(monkeypatch, pair, master, stock_app, seat_app, batch):
+    monkeypatch.delenv(settings.MIN_REPLICAS_ENV, raising=False)
+    monitor_client = redis.Redis.from_url(pair.master.url, socket_timeout=5)
+    with monitor_client.monitor() as monitor:
+        assert create_jobs(batch, 2).count("created") == 2
+        batch.add("builtins.len", "abc", job_id="plain-1")
+        assert stock_app.get("/reserve_product/1").json["status"] == "Reservation confirmed"
+        assert seat_app.get("/reserve_seat").json["status"] == "Reservation in process"
+        master.echo("end")
+        names = {command["command"].split()[0] for command in commands_until_end(monitor)}
+    monitor_client.close()
+    assert {"EVALSHA", "EVAL"} & names  # the writes were seen
+    assert not {"WAIT", "PUBLISH"} & names
