@@ -8,6 +8,14 @@ One factory per kind of client, and nothing else in the project makes one:
 - :func:`server_client`: the web servers' pooled client, which fails fast on a dead Redis;
 - :func:`seat_worker_client`: the seat server's RQ worker thread's.
 
+Each takes a direct URL (``redis://``, ``rediss://``, ``unix://``) or a Sentinel one
+(``redis+sentinel://``, ``rediss+sentinel://``): then the client asks the sentinels where
+the master is, on every new connection, so after a failover it follows the new master.
+A failover shows as "not connected": the error replies of a server that is not the master
+right now (a demoted master's READONLY, ...) reach callers as :class:`FailoverInProgress`,
+a ``redis.ConnectionError``, so every ``except (redis.ConnectionError, redis.TimeoutError)``
+prints the course's not-connected line (or answers 503) and tries again.
+
 Nothing here connects at import time: a client is made when a script asks for one, and
 redis-py only opens a socket on the first command.
 """
@@ -15,19 +23,39 @@ redis-py only opens a socket on the first command.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.backoff import ExponentialBackoff
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis._parsers import (
+    _AsyncHiredisParser,
+    _AsyncRESP2Parser,
+    _AsyncRESP3Parser,
+    _HiredisParser,
+    _RESP2Parser,
+    _RESP3Parser,
+)
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 from redis.retry import Retry
+from redis.utils import HIREDIS_AVAILABLE
 
 from queuing import settings
 from queuing.console import log
 from queuing.settings import REDIS_URL_ENV, InvalidRedisURL
-from queuing.urls import check_redis_url, raise_refused_setting
+from queuing.urls import (
+    SentinelURL,
+    check_redis_url,
+    is_sentinel_url,
+    parse_sentinel_url,
+    raise_refused_setting,
+)
 
 CONNECTED = "Redis client connected to the server"
 NOT_CONNECTED = "Redis client not connected to the server: {error}"
@@ -47,6 +75,106 @@ POOL_WAIT_SECONDS = 20
 # that anyway.
 SEAT_WORKER_SOCKET_TIMEOUT = 420
 
+# Keepalive on every TCP connection: a master that dies without a word (power, network)
+# leaves a worker blocked in RQ's dequeue for its whole socket timeout (~7 minutes); TCP
+# probes after KEEPALIVE_IDLE seconds of silence, every KEEPALIVE_INTERVAL, find it gone
+# after KEEPALIVE_PROBES unanswered ones (~8 s). A URL's socket_keepalive=false wins.
+KEEPALIVE_IDLE = 5
+KEEPALIVE_INTERVAL = 1
+KEEPALIVE_PROBES = 3
+# The clients that sit idle (workers): a connection unused this long is PINGed before its
+# next command, so a dead one is replaced before it fails a command. A URL's
+# health_check_interval wins.
+HEALTH_CHECK_SECONDS = 10
+# The sentinels' own connections: they answer at once, and a dead one must not hold up
+# asking the next, whatever the master's timeouts are.
+SENTINEL_TIMEOUT = 2.0
+
+
+class FailoverInProgress(redis.ConnectionError):
+    """The server answered, but it is not the master right now: a demoted master (READONLY),
+    a replica cut off from its master (MASTERDOWN), a master without the replicas it needs
+    (NOREPLICAS), a blocked command cut short by a switch of role (UNBLOCKED), a server still
+    loading its data (LOADING). None of these ran the command, so trying again is safe;
+    being a ConnectionError, redis-py drops the connection (the next one asks the sentinels
+    for the master again) and the project's retry loops treat it as not connected."""
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{self.status_code} {message}" if self.status_code else message
+
+
+class _StillLoading(FailoverInProgress, redis.BusyLoadingError):
+    """LOADING: what redis-py calls BusyLoadingError, and a failover step too."""
+
+
+# Error reply codes that mean "the master is not here right now".
+FAILOVER_REPLIES: dict[str, type[FailoverInProgress]] = {
+    "READONLY": FailoverInProgress,
+    "MASTERDOWN": FailoverInProgress,
+    "NOREPLICAS": FailoverInProgress,
+    "UNBLOCKED": FailoverInProgress,
+    "LOADING": _StillLoading,
+}
+_EXCEPTION_CLASSES = {**_RESP2Parser.EXCEPTION_CLASSES, **FAILOVER_REPLIES}
+
+
+# redis-py's parsers, hiredis included (it calls parse_error for every error reply), turn
+# an error reply into the class EXCEPTION_CLASSES names for its code: these map the codes
+# above to FailoverInProgress, for the clients made here only.
+class _FailoverHiredisParser(_HiredisParser):
+    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
+
+
+class _FailoverRESP2Parser(_RESP2Parser):
+    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
+
+
+class _FailoverRESP3Parser(_RESP3Parser):
+    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
+
+
+class _FailoverAsyncHiredisParser(_AsyncHiredisParser):
+    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
+
+
+class _FailoverAsyncRESP2Parser(_AsyncRESP2Parser):
+    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
+
+
+class _FailoverAsyncRESP3Parser(_AsyncRESP3Parser):
+    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
+
+
+def failover_parser(protocol: int = 2, is_async: bool = False) -> type:
+    """The parser class for a client's connections. redis-py swaps only its own RESP2
+    parser for RESP3 when protocol=3, so the protocol picks the Python parser here."""
+    if HIREDIS_AVAILABLE:
+        return _FailoverAsyncHiredisParser if is_async else _FailoverHiredisParser
+    if protocol == 3:
+        return _FailoverAsyncRESP3Parser if is_async else _FailoverRESP3Parser
+    return _FailoverAsyncRESP2Parser if is_async else _FailoverRESP2Parser
+
+
+def is_not_connected(error: BaseException) -> bool:
+    """Whether ``error`` means Redis cannot take commands right now (and a retry may work):
+    a lost connection, a timeout, or a failover's error reply, also from a client not made
+    here (redis-py's ReadOnlyError, ...) or returned inside a pipeline's replies."""
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+        return True
+    if isinstance(error, redis.ResponseError):
+        code = error.status_code or str(error).split(" ", 1)[0]
+        return code in FAILOVER_REPLIES
+    return False
+
+
+def keepalive_options() -> dict[int, int]:
+    """TCP keepalive timings (socket option: value), for the platforms that have them."""
+    wanted = {"TCP_KEEPIDLE": KEEPALIVE_IDLE, "TCP_KEEPINTVL": KEEPALIVE_INTERVAL,
+              "TCP_KEEPCNT": KEEPALIVE_PROBES}
+    return {getattr(socket, name): value for name, value in wanted.items()
+            if hasattr(socket, name)}
+
 
 def connect(url: str | None = None, **options) -> redis.Redis:
     """A client for ``url`` (default: ``REDIS_URL``) that answers with str, not bytes."""
@@ -59,7 +187,9 @@ def connect_async(url: str | None = None, **options) -> redis.asyncio.Redis:
 
 
 def rq_client(url: str | None = None, **options) -> redis.Redis:
-    """A client for RQ (default: ``REDIS_URL``): RQ needs bytes replies, not str."""
+    """A client for RQ (default: ``REDIS_URL``): RQ needs bytes replies, not str. Workers
+    sit idle on it: idle connections are checked (HEALTH_CHECK_SECONDS)."""
+    options.setdefault("health_check_interval", HEALTH_CHECK_SECONDS)
     return connect(url, decode_responses=False, **options)
 
 
@@ -72,17 +202,11 @@ def server_client(url: str | None = None, decode_responses: bool = True,
     in use: redis-py's default pool raises at once then, a ConnectionError that would tell
     a client "Redis is not reachable" while Redis is up (the threaded development server
     has a thread per request, however many come)."""
-    url = _checked(url)
-    try:
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS,
-            decode_responses=decode_responses, socket_connect_timeout=2,
-            socket_timeout=socket_timeout, retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 2))
-    except ValueError:
-        raise InvalidRedisURL(f"{REDIS_URL_ENV} is not a usable Redis URL") from None
-    client = redis.Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True
-    return client
+    return _from_url(redis.Redis, url, {
+        "max_connections": POOL_SIZE, "timeout": POOL_WAIT_SECONDS,
+        "decode_responses": decode_responses, "socket_connect_timeout": 2,
+        "socket_timeout": socket_timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.1, base=0.02), 2)}, blocking_pool=True)
 
 
 def seat_worker_client(url: str | None = None) -> redis.Redis:
@@ -106,13 +230,90 @@ def _checked(url: str | None) -> str:
     return url
 
 
-def _from_url(client_class, url: str | None, options: dict):
+class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool,
+                            redis.BlockingConnectionPool):
+    """The servers' pool for a Sentinel URL: it asks the sentinels for the master, and waits
+    for a free connection as :func:`server_client`'s direct pool does."""
+
+
+def _url_options(query: dict[str, str]) -> dict[str, Any]:
+    # Typed as redis-py's parse_url types a URL's query.
+    return {name: URL_QUERY_ARGUMENT_PARSERS.get(name, str)(value)
+            for name, value in query.items()}
+
+
+def _from_url(client_class: type, url: str | None, options: dict[str, Any],
+              blocking_pool: bool = False) -> Any:
+    """The one place a URL becomes a client: ``options`` are the factory's, and the URL's
+    own options win over them, as in redis-py's from_url. ``blocking_pool``: a pool that
+    waits for a free connection (BlockingConnectionPool), for the servers."""
     url = _checked(url)
+    is_async = issubclass(client_class, redis.asyncio.Redis)
     options.setdefault("decode_responses", True)
+    if is_sentinel_url(url):
+        return _master_for(client_class, parse_sentinel_url(url), options, blocking_pool)
     try:
-        return client_class.from_url(url, **options)
+        from_the_url = parse_url(url)
     except ValueError:
         raise InvalidRedisURL(f"{REDIS_URL_ENV} is not a usable Redis URL") from None
+    protocol = from_the_url.get("protocol", options.get("protocol", 2))
+    defaults: dict[str, Any] = {"parser_class": failover_parser(protocol, is_async)}
+    if not url.startswith("unix://"):
+        defaults |= {"socket_keepalive": True, "socket_keepalive_options": keepalive_options()}
+    options = {**defaults, **options}
+    try:
+        if not blocking_pool:
+            return client_class.from_url(url, **options)
+        pool = redis.BlockingConnectionPool.from_url(url, **options)
+    except ValueError:
+        raise InvalidRedisURL(f"{REDIS_URL_ENV} is not a usable Redis URL") from None
+    client = client_class(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
+
+
+def sentinel_settings(where: SentinelURL, options: dict[str, Any] | None = None,
+                      is_async: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keyword arguments of a Sentinel URL's master connections (``options``, a
+    factory's, under the URL's own) and of its sentinels' connections, as redis-py's
+    Sentinel takes them (``sentinel_kwargs``): for the factories and RQ's command line."""
+    from_the_url = _url_options(where.options)
+    tls = {name: value for name, value in from_the_url.items() if name.startswith("ssl_")}
+    master = {"socket_keepalive": True, "socket_keepalive_options": keepalive_options(),
+              **(options or {}), **from_the_url, "db": where.db, "ssl": where.tls}
+    if where.username:
+        master["username"] = where.username
+    if where.password:
+        master["password"] = where.password
+    master["parser_class"] = failover_parser(master.get("protocol", 2), is_async)
+    sentinels = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
+                 "socket_keepalive": master["socket_keepalive"],
+                 "socket_keepalive_options": keepalive_options(),
+                 "password": where.sentinel_password,
+                 # The next sentinel is the retry: a dead one is not tried again and again.
+                 "retry": Retry(NoBackoff(), 0)}
+    if where.tls:
+        sentinels |= {"ssl": True, **tls}
+    return master, sentinels
+
+
+def _master_for(client_class: type, where: SentinelURL, options: dict[str, Any],
+                blocking_pool: bool) -> Any:
+    """A client on the master the sentinels name (redis-py's Sentinel.master_for), with the
+    options a direct client of the same factory has."""
+    is_async = issubclass(client_class, redis.asyncio.Redis)
+    master, sentinels = sentinel_settings(where, options, is_async)
+    if is_async:
+        manager = redis.asyncio.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
+        pool_class = redis.asyncio.sentinel.SentinelConnectionPool
+    else:
+        manager = redis.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
+        pool_class = (_BlockingSentinelPool if blocking_pool
+                      else redis.sentinel.SentinelConnectionPool)
+    if not blocking_pool:
+        master.pop("timeout", None)
+    return manager.master_for(where.service, redis_class=client_class,
+                              connection_pool_class=pool_class, **master)
 
 
 def retry_delays() -> Iterator[float]:
@@ -127,12 +328,96 @@ def not_connected_line(error: BaseException) -> str:
     return NOT_CONNECTED.format(error=error)
 
 
+REPLICA = "the server answers as a replica, not the master (a failover in progress?)"
+AT_A_SENTINEL = (f"{REDIS_URL_ENV} points at a Redis Sentinel, not a Redis server: name the "
+                 "master through it, as in redis+sentinel://host:26379/mymaster")
+AT_A_CLUSTER = (f"{REDIS_URL_ENV} points at a Redis Cluster node; RQ and this project need a "
+                "single master or Sentinel (redis+sentinel://...)")
+
+
+def _role_said(reply: Any) -> None:
+    kind = text(reply[0])
+    if kind == "sentinel":
+        raise settings.ConfigError(AT_A_SENTINEL)
+    if kind != "master":
+        raise FailoverInProgress(REPLICA)
+
+
+def _cannot_ask_role(error: redis.ResponseError) -> bool:
+    # An ACL user without ROLE (it is an @admin command), or a server older than ROLE:
+    # PING is all that can be asked.
+    return (isinstance(error, redis.exceptions.NoPermissionError)
+            or str(error).lower().startswith("unknown command"))
+
+
+def ask_master(client: Any) -> None:
+    """The connected check: ROLE, for a client that can send it; a replica (a demoted
+    master, a URL naming a replica) answers PING too, but takes no writes. Anything else
+    (a PubSub in subscribed mode) is asked PING."""
+    if not isinstance(client, redis.Redis):
+        client.ping()
+        return
+    try:
+        reply = client.role()
+    except redis.ResponseError as error:
+        if not _cannot_ask_role(error):
+            raise
+        client.ping()
+        return
+    _role_said(reply)
+
+
+_checked_for_cluster: weakref.WeakSet = weakref.WeakSet()
+
+
+def refuse_cluster(client: Any) -> None:
+    """ConfigError if ``client``'s server is a Redis Cluster node (RQ's and the project's
+    scripts and transactions take keys of several slots). Asked once per client, at its
+    first check (INFO cluster: one round trip); a server that refuses INFO is taken as it is."""
+    if not isinstance(client, redis.Redis) or client in _checked_for_cluster:
+        return
+    try:
+        info = client.info("cluster")
+    except redis.ResponseError:
+        info = {}
+    _checked_for_cluster.add(client)
+    if str(info.get("cluster_enabled", 0)) == "1":
+        raise settings.ConfigError(AT_A_CLUSTER)
+
+
+async def _refuse_cluster_async(client: Any) -> None:
+    if not isinstance(client, redis.asyncio.Redis) or client in _checked_for_cluster:
+        return
+    try:
+        info = await client.info("cluster")
+    except redis.ResponseError:
+        info = {}
+    _checked_for_cluster.add(client)
+    if str(info.get("cluster_enabled", 0)) == "1":
+        raise settings.ConfigError(AT_A_CLUSTER)
+
+
+async def _ask_master_async(client: Any) -> None:
+    if not isinstance(client, redis.asyncio.Redis):
+        await client.ping()
+        return
+    try:
+        reply = await client.role()
+    except redis.ResponseError as error:
+        if not _cannot_ask_role(error):
+            raise
+        await client.ping()
+        return
+    _role_said(reply)
+
+
 def wait_until_connected(client: redis.Redis | redis.client.PubSub,
                          check: Callable[[], object] | None = None,
                          sleep: Callable[[float], None] = time.sleep,
                          quiet: bool = False) -> None:
-    """Run ``check`` (default: the client's PING) until the server answers, logging each
-    failure, then log the connected line (node_redis logs it again on every reconnection).
+    """Run ``check`` (default: :func:`ask_master`, ROLE) until the server answers, logging
+    each failure, then log the connected line (node_redis logs it again on every
+    reconnection). A client's first success also checks it is no Cluster node.
 
     ``quiet``: log the connected line only after a failure, for the scripts whose course
     output has none (the job creators and processors).
@@ -140,7 +425,11 @@ def wait_until_connected(client: redis.Redis | redis.client.PubSub,
     failed = False
     for delay in retry_delays():
         try:
-            (check or client.ping)()
+            if check is None:
+                ask_master(client)
+            else:
+                check()
+            refuse_cluster(client)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             log(not_connected_line(error))
             failed = True
@@ -155,9 +444,11 @@ def wait_until_connected(client: redis.Redis | redis.client.PubSub,
 
 def check_server_accepts(client: redis.Redis) -> None:
     """One PING, for a server process that starts whether Redis is up or not (it answers
-    503 until it is): a ConfigError if the server refuses a setting of REDIS_URL."""
+    503 until it is): a ConfigError if the server refuses a setting of REDIS_URL, or is a
+    Cluster node."""
     try:
         client.ping()
+        refuse_cluster(client)
     except (redis.ConnectionError, redis.TimeoutError):
         pass
     except redis.ResponseError as error:
@@ -168,7 +459,8 @@ async def wait_until_connected_async(client: redis.asyncio.Redis) -> None:
     """:func:`wait_until_connected` for redis.asyncio clients."""
     for delay in retry_delays():
         try:
-            await client.ping()
+            await _ask_master_async(client)
+            await _refuse_cluster_async(client)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             log(not_connected_line(error))
             await asyncio.sleep(delay)

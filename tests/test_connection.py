@@ -441,3 +441,311 @@ def test_two_unbuffered_processes_never_cut_each_others_lines():
     pattern = re.compile(r"Sending notification to 4153518780, with message: code \d+ from [AB]")
     cut = [line for line in got if not pattern.fullmatch(line)]
     assert cut == []
+
+
+# --- Sentinel URLs: every factory gives a client on the master the sentinels name ---
+
+SENTINEL_URL = (f"redis+sentinel://app:{SECRET}@127.0.0.1:1,127.0.0.1:2/mymaster/2"
+                f"?sentinel_password=sentinel-{SECRET}")
+
+
+def test_every_client_maker_takes_a_sentinel_url():
+    for make in CLIENT_MAKERS:
+        client = make(SENTINEL_URL)  # nothing connects yet
+        pool = client.connection_pool
+        assert pool.service_name == "mymaster"
+        kwargs = pool.connection_kwargs
+        assert (kwargs["db"], kwargs["username"], kwargs["password"]) == (2, "app", SECRET)
+        sentinels = pool.sentinel_manager.sentinels
+        assert [sentinel.connection_pool.connection_kwargs["port"]
+                for sentinel in sentinels] == [1, 2]
+        assert {sentinel.connection_pool.connection_kwargs["password"]
+                for sentinel in sentinels} == {f"sentinel-{SECRET}"}
+
+
+def test_sentinel_clients_answer_and_wait_as_their_direct_twins():
+    direct, sentinel = "redis://127.0.0.1:1", "redis+sentinel://127.0.0.1:1/mymaster"
+    for make in (connect, connection.rq_client, connection.server_client,
+                 connection.seat_worker_client):
+        twin = make(direct).connection_pool.connection_kwargs
+        kwargs = make(sentinel).connection_pool.connection_kwargs
+        for option in ("decode_responses", "socket_timeout", "socket_connect_timeout",
+                       "socket_keepalive", "health_check_interval", "parser_class"):
+            assert kwargs.get(option) == twin.get(option), (make.__name__, option)
+        assert type(kwargs.get("retry")) is type(twin.get("retry"))
+    pool = connection.server_client(sentinel).connection_pool
+    assert isinstance(pool, redis.BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout) == (connection.POOL_SIZE,
+                                                    connection.POOL_WAIT_SECONDS)
+    assert isinstance(connect_async(sentinel).connection_pool,
+                      redis.asyncio.sentinel.SentinelConnectionPool)
+
+
+def test_a_tls_sentinel_url_speaks_tls_to_the_master_and_the_sentinels():
+    client = connect("rediss+sentinel://h:26379/mymaster?ssl_cert_reqs=none")
+    pool = client.connection_pool
+    assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
+    assert pool.connection_kwargs["ssl_cert_reqs"] == "none"
+    [sentinel] = pool.sentinel_manager.sentinels
+    assert sentinel.connection_pool.connection_class is redis.SSLConnection
+    assert sentinel.connection_pool.connection_kwargs["ssl_cert_reqs"] == "none"
+    plain = connect("redis+sentinel://h/mymaster").connection_pool
+    assert plain.connection_class is redis.sentinel.SentinelManagedConnection
+
+
+def test_a_dead_sentinel_is_not_retried_and_its_timeouts_are_short():
+    [sentinel] = connection.seat_worker_client(
+        "redis+sentinel://h/mymaster").connection_pool.sentinel_manager.sentinels
+    kwargs = sentinel.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 2.0
+    assert kwargs["retry"].get_retries() == 0
+
+
+def test_no_sentinel_answering_is_not_connected(capsys):
+    client = connect("redis+sentinel://127.0.0.1:1/mymaster")
+    with pytest.raises(redis.ConnectionError, match="No master found for 'mymaster'"):
+        client.ping()
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        wait_until_connected(client, sleep=sleep)
+    assert capsys.readouterr().out.startswith(
+        "Redis client not connected to the server: No master found for 'mymaster'")
+
+
+# --- A failover's error replies are "not connected" ---
+
+@pytest.mark.parametrize("reply", [
+    "READONLY You can't write against a read only replica.",
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    "NOREPLICAS Not enough good replicas to write.",
+    "UNBLOCKED force unblock from blocking operation, instance state changed "
+    "(master -> replica?)",
+    "LOADING Redis is loading the dataset in memory",
+])
+@pytest.mark.parametrize(("protocol", "is_async"), [(2, False), (3, False), (2, True),
+                                                    (3, True)])
+def test_failover_replies_are_connection_errors(reply, protocol, is_async):
+    error = connection.failover_parser(protocol, is_async).parse_error(reply)
+    assert isinstance(error, connection.FailoverInProgress)
+    assert isinstance(error, redis.ConnectionError)
+    assert str(error) == reply
+    assert connection.is_not_connected(error)
+
+
+@pytest.mark.parametrize("parser", [
+    connection._FailoverHiredisParser, connection._FailoverRESP2Parser,
+    connection._FailoverRESP3Parser, connection._FailoverAsyncHiredisParser,
+    connection._FailoverAsyncRESP2Parser, connection._FailoverAsyncRESP3Parser,
+])
+def test_every_parser_maps_readonly_and_leaves_other_errors_alone(parser):
+    assert isinstance(parser.parse_error("READONLY no"), connection.FailoverInProgress)
+    assert isinstance(parser.parse_error("LOADING wait"), redis.BusyLoadingError)
+    assert type(parser.parse_error("WRONGTYPE Operation")) is redis.ResponseError
+    assert isinstance(parser.parse_error("NOSCRIPT No matching"), redis.exceptions.NoScriptError)
+
+
+def test_hiredis_raises_the_mapped_error_for_a_reply_off_the_wire():
+    hiredis = pytest.importorskip("hiredis")
+    reader = hiredis.Reader(replyError=connection._FailoverHiredisParser.parse_error)
+    reader.feed(b"-READONLY You can't write against a read only replica.\r\n")
+    assert isinstance(reader.gets(), connection.FailoverInProgress)
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (redis.ConnectionError("Connection refused"), True),
+    (redis.TimeoutError("Timeout reading from socket"), True),
+    (redis.BusyLoadingError("loading"), True),
+    (redis.exceptions.ReadOnlyError("You can't write", status_code="READONLY"), True),
+    (redis.exceptions.MasterDownError("Link with MASTER is down", status_code="MASTERDOWN"),
+     True),
+    (redis.ResponseError("NOREPLICAS Not enough good replicas to write."), True),
+    (redis.ResponseError("UNBLOCKED force unblock"), True),
+    (redis.ResponseError("WRONGTYPE Operation against a key"), False),
+    (redis.ResponseError("DB index is out of range"), False),
+    (ValueError("READONLY"), False),
+])
+def test_is_not_connected(error, expected):
+    assert connection.is_not_connected(error) is expected
+
+
+@pytest.mark.parametrize("make", CLIENT_MAKERS)
+def test_every_client_parses_failover_replies(make):
+    for url in ("redis://127.0.0.1:1", "redis+sentinel://127.0.0.1:1/m",
+                "unix:///run/redis.sock"):
+        parser = make(url).connection_pool.connection_kwargs["parser_class"]
+        assert parser.EXCEPTION_CLASSES["READONLY"] is connection.FailoverInProgress
+
+
+def test_a_resp3_url_gets_a_parser_for_resp3(monkeypatch):
+    monkeypatch.setattr(connection, "HIREDIS_AVAILABLE", False)
+    for url in ("redis://h?protocol=3", "redis+sentinel://h/m?protocol=3"):
+        assert (connect(url).connection_pool.connection_kwargs["parser_class"]
+                is connection._FailoverRESP3Parser)
+    assert (connect("redis://h").connection_pool.connection_kwargs["parser_class"]
+            is connection._FailoverRESP2Parser)
+
+
+# --- The connected check asks ROLE ---
+
+class RoleClient(redis.Redis):
+    """A client whose server answers ROLE (or refuses it) as ``answer`` says."""
+
+    def __init__(self, answer):
+        super().__init__(port=1)
+        self.answer = answer
+        self.pings = 0
+
+    def role(self):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def ping(self, **kwargs):
+        self.pings += 1
+        return True
+
+    def info(self, section=None, *args, **kwargs):
+        return {"cluster_enabled": 0}
+
+
+def test_a_replica_is_not_connected(capsys):
+    waits = []
+    client = RoleClient([b"slave", b"127.0.0.1", 6390, b"connected", 100])
+
+    def sleep(seconds):
+        waits.append(seconds)
+        client.answer = [b"master", 100, []]
+
+    wait_until_connected(client, sleep=sleep)
+    assert capsys.readouterr().out.splitlines() == [
+        f"Redis client not connected to the server: {connection.REPLICA}",
+        "Redis client connected to the server"]
+
+
+@pytest.mark.parametrize("refusal", [
+    redis.exceptions.NoPermissionError("this user has no permissions to run the 'role' command"),
+    redis.ResponseError("unknown command 'ROLE', with args beginning with: "),
+])
+def test_a_server_that_will_not_say_its_role_is_asked_ping(refusal, capsys):
+    client = RoleClient(refusal)
+    wait_until_connected(client, sleep=pytest.fail)
+    assert client.pings == 1
+    assert capsys.readouterr().out == "Redis client connected to the server\n"
+
+
+def test_the_async_check_asks_role_too(capsys):
+    class AsyncReplica(redis.asyncio.Redis):
+        calls = 0
+
+        async def role(self):
+            AsyncReplica.calls += 1
+            return ["slave"] if AsyncReplica.calls == 1 else ["master", 1, []]
+
+        async def info(self, section=None, *args, **kwargs):
+            return {"cluster_enabled": 0}
+
+    async def check():
+        client = AsyncReplica(port=1)
+        await wait_until_connected_async(client)
+        await client.aclose()
+
+    asyncio.run(check())
+    assert capsys.readouterr().out.splitlines() == [
+        f"Redis client not connected to the server: {connection.REPLICA}",
+        "Redis client connected to the server"]
+
+
+# --- Keepalive: a silently dead master is noticed in seconds ---
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1", "rediss://127.0.0.1:1",
+                                 "redis+sentinel://127.0.0.1:1/m"])
+def test_every_tcp_client_keeps_its_connections_alive(url):
+    for make in CLIENT_MAKERS:
+        kwargs = make(url).connection_pool.connection_kwargs
+        assert kwargs["socket_keepalive"] is True, make.__name__
+        assert kwargs["socket_keepalive_options"] == connection.keepalive_options()
+    idle, interval, probes = (connection.KEEPALIVE_IDLE, connection.KEEPALIVE_INTERVAL,
+                              connection.KEEPALIVE_PROBES)
+    assert idle + interval * probes <= 10
+
+
+def test_workers_clients_check_idle_connections():
+    for url in ("redis://127.0.0.1:1", "redis+sentinel://127.0.0.1:1/m",
+                "unix:///run/redis.sock"):
+        for make in (connection.rq_client, connection.seat_worker_client):
+            kwargs = make(url).connection_pool.connection_kwargs
+            assert kwargs["health_check_interval"] == connection.HEALTH_CHECK_SECONDS
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:1?socket_keepalive=false&health_check_interval=0",
+    "redis+sentinel://127.0.0.1:1/m?socket_keepalive=false&health_check_interval=0",
+])
+def test_the_urls_keepalive_options_win(url):
+    for make in (connection.rq_client, connection.seat_worker_client, connect):
+        kwargs = make(url).connection_pool.connection_kwargs
+        assert kwargs["socket_keepalive"] is False
+        assert kwargs.get("health_check_interval", 0) == 0
+
+
+def test_a_unix_socket_gets_no_tcp_keepalive():
+    kwargs = connection.rq_client("unix:///run/redis.sock").connection_pool.connection_kwargs
+    assert "socket_keepalive" not in kwargs
+
+
+# --- Redis Cluster is refused at the first connection ---
+
+CLUSTER_LINE = ("REDIS_URL points at a Redis Cluster node; RQ and this project need a single "
+                "master or Sentinel (redis+sentinel://...)")
+
+
+@pytest.fixture(scope="module")
+def cluster_node(tmp_path_factory):
+    from queuing.local_redis import RedisServer, RedisServerNotFound
+    from tests.processes import skip_unless_ci
+
+    folder = tmp_path_factory.mktemp("cluster")
+    try:
+        server = RedisServer("--cluster-enabled", "yes", "--cluster-config-file",
+                             str(folder / "nodes.conf")).start()
+    except (RedisServerNotFound, RuntimeError) as error:
+        skip_unless_ci(str(error))
+    yield server
+    server.close()
+
+
+@pytest.mark.redis_server
+def test_a_cluster_node_is_refused_with_one_line(cluster_node, capsys):
+    with pytest.raises(settings.ConfigError) as caught:
+        wait_until_connected(connect(cluster_node.url), sleep=pytest.fail)
+    assert str(caught.value) == CLUSTER_LINE
+    with pytest.raises(settings.ConfigError, match="Redis Cluster"):
+        check_server_accepts(connection.server_client(cluster_node.url))
+    with pytest.raises(settings.ConfigError, match="Redis Cluster"):
+        asyncio.run(wait_until_connected_async(connect_async(cluster_node.url)))
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.redis_server
+def test_a_script_pointed_at_a_cluster_node_exits_2(cluster_node):
+    from tests.processes import run_script
+
+    result = run_script("1_redis_op", cluster_node.url)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", CLUSTER_LINE + "\n")
+
+
+@pytest.mark.redis_server
+def test_the_cluster_check_is_asked_once_per_client(redis_url):
+    client = connect(redis_url)
+    wait_until_connected(client, quiet=True)
+    before = client.info("commandstats").get("cmdstat_info", {}).get("calls", 0)
+    for _ in range(3):
+        wait_until_connected(client, quiet=True)
+    after = client.info("commandstats").get("cmdstat_info", {}).get("calls", 0)
+    assert after - before == 1  # only the commandstats INFO above

@@ -3,10 +3,20 @@ from it, and a real master with a real sentinel (throwaway redis-server processe
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 
-from queuing import settings, urls
+import pytest
+import redis
+
+from queuing import connection, settings, urls
+from queuing.local_redis import RedisServer, RedisServerNotFound, find_redis_server, free_port
 from queuing.urls import SentinelURL, parse_sentinel_url
+from tests.processes import run_script, skip_unless_ci
 
 SECRET = "s3cret"
 
@@ -81,3 +91,162 @@ def test_only_sentinel_schemes_are_sentinel_urls():
     assert not urls.is_sentinel_url("redis://h:26379/0")
     with pytest.raises(settings.InvalidRedisURL, match="redis\\+sentinel://"):
         parse_sentinel_url("redis://h:26379/0")
+
+
+# --- A real master, a replica and one sentinel, as throwaway processes ---
+
+SERVICE = "mymaster"
+RIG_WAIT = 20.0
+
+
+def poll(condition: Callable[[], object], what: str, timeout: float = RIG_WAIT) -> object:
+    """``condition()``'s first true value, asked again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except redis.RedisError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+class LocalSentinel:
+    """One sentinel (``redis-server <conf> --sentinel``) watching ``master_port``: its
+    config file is written, and rewritten by the sentinel, in ``folder``."""
+
+    def __init__(self, folder: Path, master_port: int) -> None:
+        self.port = free_port()
+        self.config = folder / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {folder}\nlogfile sentinel.log\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 1\n"
+            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+            f"sentinel failover-timeout {SERVICE} 5000\n")
+        self.process = subprocess.Popen([find_redis_server(), str(self.config), "--sentinel"],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.client = redis.Redis(port=self.port, socket_timeout=1, decode_responses=True)
+
+    def master(self) -> tuple[str, int] | None:
+        address = self.client.sentinel_get_master_addr_by_name(SERVICE)
+        return (address[0], int(address[1])) if address else None
+
+    def close(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    """A master, its replica and a sentinel watching the master."""
+    try:
+        master = RedisServer().start()
+    except (RedisServerNotFound, RuntimeError) as error:
+        skip_unless_ci(str(error))
+    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port)).start()
+    sentinel = LocalSentinel(tmp_path_factory.mktemp("sentinel"), master.port)
+    try:
+        poll(sentinel.master, "the sentinel to name the master")
+        poll(lambda: redis.Redis(port=replica.port).info("replication")["master_link_status"]
+             == "up", "the replica to sync")
+        yield SimpleNamespace(master=master, replica=replica, sentinel=sentinel,
+                              url=f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}")
+    finally:
+        sentinel.close()
+        replica.close()
+        master.close()
+
+
+@pytest.mark.redis_server
+def test_the_first_script_connects_through_the_sentinel(rig):
+    result = run_script("0_redis_client", rig.url)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, "Redis client connected to the server\n", "")
+
+
+@pytest.mark.redis_server
+@pytest.mark.parametrize("make", [connection.connect, connection.rq_client,
+                                  connection.server_client, connection.seat_worker_client])
+def test_every_client_writes_to_the_master_the_sentinel_names(rig, make):
+    client = make(rig.url)
+    try:
+        assert client.set(f"written-by-{make.__name__}", "yes")
+        assert connection.text(redis.Redis(port=rig.master.port).get(
+            f"written-by-{make.__name__}")) == "yes"
+        host, port = client.connection_pool.get_master_address()
+        assert (host, int(port)) == ("127.0.0.1", rig.master.port)
+    finally:
+        client.close()
+
+
+@pytest.mark.redis_server
+def test_the_async_client_reads_and_writes_through_the_sentinel(rig):
+    async def set_and_get() -> str:
+        client = connection.connect_async(rig.url)
+        try:
+            await connection.wait_until_connected_async(client)
+            await client.set("async-key", "async-value")
+            return await client.get("async-key")
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(set_and_get()) == "async-value"
+
+
+@pytest.mark.redis_server
+def test_set_and_get_through_connect(rig, capsys):
+    client = connection.connect(rig.url)
+    connection.wait_until_connected(client)
+    assert client.set("course", "queuing")
+    assert client.get("course") == "queuing"
+    assert capsys.readouterr().out == "Redis client connected to the server\n"
+
+
+@pytest.mark.redis_server
+def test_a_replicas_readonly_is_not_connected(rig):
+    # A direct URL naming the replica: what a client still on a demoted master meets.
+    client = connection.connect(rig.replica.url)
+    with pytest.raises(connection.FailoverInProgress) as caught:
+        client.set("refused", "1")
+    assert isinstance(caught.value, redis.ConnectionError)
+    assert str(caught.value).startswith("READONLY You can't write against a read only replica")
+    assert connection.is_not_connected(caught.value)
+    with client.pipeline() as pipe:
+        pipe.get("refused").set("refused", "1")
+        with pytest.raises(connection.FailoverInProgress):
+            pipe.execute()
+    script = client.register_script("return redis.call('SET', KEYS[1], ARGV[1])")
+    with pytest.raises(connection.FailoverInProgress):
+        script(keys=["refused"], args=["1"])
+    assert client.get("refused") is None  # reads still work
+
+
+@pytest.mark.redis_server
+def test_the_connected_check_waits_while_the_server_is_a_replica(rig, capsys):
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise KeyboardInterrupt  # enough: it would wait for ever
+
+    with pytest.raises(KeyboardInterrupt):
+        connection.wait_until_connected(connection.connect(rig.replica.url), sleep=sleep)
+    assert capsys.readouterr().out.splitlines() == [
+        f"Redis client not connected to the server: {connection.REPLICA}"] * 2
+
+
+@pytest.mark.redis_server
+def test_a_direct_url_at_the_sentinel_itself_is_a_config_error(rig):
+    with pytest.raises(settings.ConfigError, match="points at a Redis Sentinel"):
+        connection.wait_until_connected(connection.connect(f"redis://127.0.0.1:{rig.sentinel.port}"),
+                                        sleep=pytest.fail)
