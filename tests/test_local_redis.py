@@ -97,3 +97,66 @@ def test_the_command_answers_help_and_mistakes_in_one_line(argv, status, stream,
     assert done.returncode == status
     assert says in (done.stdout if stream == "out" else done.stderr)
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def rig():
+    from tests.processes import skip_unless_ci
+
+    try:
+        built = local_redis.SentinelRig()
+    except local_redis.RedisServerNotFound as error:
+        skip_unless_ci(str(error))
+    yield built
+    built.close()
+
+
+@pytest.mark.redis_server
+def test_the_sentinel_rig_starts_a_master_a_replica_and_three_sentinels_and_stops_them(rig):
+    from tests.processes import process_alive
+
+    rig.start()
+    pids = rig.pids()
+    assert len(pids) == 5
+    master = rig.master_port()
+    replica = next(port for port in rig.servers if port != master)
+    assert 6379 not in [*rig.servers, *rig.sentinel_ports]
+    assert rig.url == ("redis+sentinel://" + ",".join(
+        f"127.0.0.1:{port}" for port in rig.sentinel_ports) + "/mymaster")
+    client = redis.Redis(port=master)
+    client.set("written", "on the master")
+    client.execute_command("WAIT", 1, 5000)
+    assert redis.Redis(port=replica).get("written") == b"on the master"
+    assert redis.Redis(port=replica).execute_command("ROLE")[0] == b"slave"
+    for port in rig.servers:  # every write is kept on disk: a restart loses nothing
+        assert redis.Redis(port=port).config_get("appendonly") == {"appendonly": "yes"}
+    rig.close()
+    assert not any(process_alive(pid) for pid in pids)
+    assert not os.path.exists(rig.root)
+
+
+@pytest.mark.redis_server
+def test_the_sentinel_rig_fails_over_within_its_bound_and_back(rig):
+    import time
+
+    rig.start()
+    first = rig.master_port()
+    started = time.monotonic()
+    second = rig.failover()
+    assert second != first and time.monotonic() - started < local_redis.RIG_TIMEOUT
+    assert redis.Redis(port=second).execute_command("ROLE")[0] == b"master"
+    rig.wait_until_replicated()  # the old master now follows the new one
+    assert rig.failover() == first
+
+
+@pytest.mark.redis_server
+def test_the_sentinel_rig_promotes_the_replica_when_the_master_is_killed(rig):
+    rig.start()
+    first = rig.master_port()
+    promoted = rig.kill_master()
+    assert promoted != first
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=first).ping()
+    rig.restart(first)  # back as a replica of the new master
+    rig.wait_until_replicated()
+    assert redis.Redis(port=first).execute_command("ROLE")[0] == b"slave"
