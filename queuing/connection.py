@@ -23,6 +23,7 @@ redis-py only opens a socket on the first command.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 import weakref
@@ -314,6 +315,33 @@ def _master_for(client_class: type, where: SentinelURL, options: dict[str, Any],
         master.pop("timeout", None)
     return manager.master_for(where.service, redis_class=client_class,
                               connection_pool_class=pool_class, **master)
+
+
+# What RQ's command line gets (queuing.rq_settings): what the project's workers have.
+_RQ_CLI_OPTIONS = {"health_check_interval": HEALTH_CHECK_SECONDS, "decode_responses": False}
+
+
+def rq_config(env: settings.Env = os.environ) -> dict[str, Any]:
+    """RQ's settings for ``REDIS_URL`` (its command line's ``-c`` module):
+    ``{"REDIS_URL": url}`` for a direct URL, or ``{"SENTINEL": {...}}`` with the keys RQ 3's
+    get_redis_from_config reads (rq/cli/helpers.py), for a Sentinel one RQ cannot read."""
+    url = settings.redis_url(env)
+    check_redis_url(url)
+    if not is_sentinel_url(url):
+        return {"REDIS_URL": url}
+    where = parse_sentinel_url(url)
+    master, sentinels = sentinel_settings(where, dict(_RQ_CLI_OPTIONS))
+    return {"SENTINEL": {
+        "INSTANCES": where.sentinels,
+        "MASTER_NAME": where.service,
+        "DB": where.db,
+        "USERNAME": where.username,
+        "PASSWORD": where.password,
+        "SOCKET_TIMEOUT": master.get("socket_timeout"),
+        "SSL": where.tls,
+        "CONNECTION_KWARGS": master,
+        "SENTINEL_KWARGS": sentinels,
+    }}
 
 
 def retry_delays() -> Iterator[float]:

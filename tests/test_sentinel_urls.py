@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 import redis
+from rq.cli.helpers import get_redis_from_config
+from rq.connections import parse_connection
 
 from queuing import connection, settings, urls
 from queuing.local_redis import RedisServer, RedisServerNotFound, find_redis_server, free_port
 from queuing.urls import SentinelURL, parse_sentinel_url
-from tests.processes import run_script, skip_unless_ci
+from tests.processes import ROOT, run_script, script_env, skip_unless_ci
 
 SECRET = "s3cret"
 
@@ -250,3 +254,102 @@ def test_a_direct_url_at_the_sentinel_itself_is_a_config_error(rig):
     with pytest.raises(settings.ConfigError, match="points at a Redis Sentinel"):
         connection.wait_until_connected(connection.connect(f"redis://127.0.0.1:{rig.sentinel.port}"),
                                         sleep=pytest.fail)
+
+
+@pytest.mark.redis_server
+def test_a_command_blocked_on_a_master_that_is_demoted_is_not_connected():
+    # A worker waits in a blocking pop; the master becomes a replica under it.
+    with RedisServer() as old, RedisServer() as new:
+        client = connection.rq_client(old.url, socket_timeout=10)
+        outcome: list[BaseException | object] = []
+        waiting = threading.Thread(target=lambda: outcome.append(_blpop(client)))
+        waiting.start()
+        admin = redis.Redis(port=old.port)
+        poll(lambda: admin.info("clients")["blocked_clients"] == 1, "the pop to block")
+        admin.replicaof("127.0.0.1", new.port)
+        waiting.join(timeout=RIG_WAIT)
+        admin.close()
+        client.close()
+    [error] = outcome
+    assert isinstance(error, connection.FailoverInProgress), error
+    assert str(error).startswith("UNBLOCKED ")
+
+
+def _blpop(client: redis.Redis) -> BaseException | object:
+    try:
+        return client.blpop(["queue"], timeout=8)
+    except redis.RedisError as error:
+        return error
+
+
+# --- RQ's own command line: queuing.rq_settings ---
+
+def test_rq_settings_give_rq_a_direct_url_as_it_is():
+    assert connection.rq_config({"REDIS_URL": "redis://h:6390/2"}) == {
+        "REDIS_URL": "redis://h:6390/2"}
+
+
+def test_rq_settings_give_rq_its_sentinel_settings():
+    url = (f"redis+sentinel://app:{SECRET}@h1:26380,h2/mymaster/3"
+           f"?sentinel_password=s-{SECRET}&socket_timeout=7")
+    config = connection.rq_config({"REDIS_URL": url})["SENTINEL"]
+    assert (config["INSTANCES"], config["MASTER_NAME"], config["DB"]) == (
+        [("h1", 26380), ("h2", 26379)], "mymaster", 3)
+    assert (config["USERNAME"], config["PASSWORD"], config["SSL"]) == ("app", SECRET, False)
+    assert config["SOCKET_TIMEOUT"] == 7.0
+    assert config["SENTINEL_KWARGS"]["password"] == f"s-{SECRET}"
+    kwargs = config["CONNECTION_KWARGS"]
+    assert kwargs["parser_class"].EXCEPTION_CLASSES["READONLY"] is connection.FailoverInProgress
+    assert kwargs["health_check_interval"] == connection.HEALTH_CHECK_SECONDS
+    assert kwargs["socket_keepalive"] is True
+    assert kwargs["decode_responses"] is False
+
+
+@pytest.mark.parametrize("value", ["", "redis+sentinel://h1/mymaster?db=x"])
+def test_rq_settings_refuse_a_bad_url(value):
+    with pytest.raises(settings.ConfigError):
+        connection.rq_config({"REDIS_URL": value})
+
+
+@pytest.mark.redis_server
+def test_rqs_own_helper_connects_through_the_sentinel(rig):
+    client = get_redis_from_config(connection.rq_config({"REDIS_URL": rig.url}))
+    try:
+        assert client.set("from-rq-cli", "1")
+        assert redis.Redis(port=rig.master.port).get("from-rq-cli") == b"1"
+        parser = client.connection_pool.connection_kwargs["parser_class"]
+        assert parser.EXCEPTION_CLASSES["READONLY"] is connection.FailoverInProgress
+    finally:
+        client.close()
+
+
+@pytest.mark.redis_server
+def test_rq_info_reads_the_sentinel_url(rig):
+    command = [sys.executable, "-m", "rq.cli", "info", "-c", "queuing.rq_settings"]
+    result = subprocess.run(command, cwd=ROOT, env=script_env(rig.url), capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "0 workers, 0 queues" in result.stdout
+
+
+def test_rq_info_with_a_bad_url_is_one_line_and_status_2():
+    command = [sys.executable, "-m", "rq.cli", "info", "-c", "queuing.rq_settings"]
+    url = f"redis+sentinel://:{SECRET}@h1/mymaster?socket_timeout=soon"
+    result = subprocess.run(command, cwd=ROOT, env=script_env(url), capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "REDIS_URL is not a usable Redis URL: socket_timeout must be a " \
+                            "number of seconds more than 0\n"
+
+
+@pytest.mark.redis_server
+def test_rqs_scheduler_rebuilds_a_working_client_from_a_sentinel_one(rig):
+    # RQ's scheduler makes its own client from the worker's pool settings.
+    client_class, connection_class, kwargs = parse_connection(connection.rq_client(rig.url))
+    rebuilt = client_class(connection_pool=redis.ConnectionPool(connection_class=connection_class,
+                                                                **kwargs))
+    try:
+        assert rebuilt.set("from-the-scheduler", "1")
+        assert redis.Redis(port=rig.master.port).get("from-the-scheduler") == b"1"
+    finally:
+        rebuilt.close()
