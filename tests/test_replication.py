@@ -66,7 +66,8 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
     try:
-        master = RedisServer().start()
+        # No wait for more replicas before the first sync (Redis waits 5 s by default).
+        master = RedisServer("--repl-diskless-sync-delay", "0").start()
     except RedisServerNotFound as error:
         skip_unless_ci(str(error))
     try:
