@@ -30,6 +30,8 @@ import redis
 from queuing import settings
 
 FENCE_CHANNEL = "queuing:replication:fence"
+# How a replica refuses WAIT.
+WAIT_ON_REPLICA = "WAIT cannot be used with replica instances"
 
 
 class NotReplicated(Exception):
@@ -79,7 +81,14 @@ def confirm(client: redis.Redis, replicas: int | None = None, timeout: float | N
             pipe.exists(*written)
         pipe.publish(FENCE_CHANNEL, b"")
         pipe.wait(required, max(1, round(seconds * 1000)))
-        replies = pipe.execute()
+        try:
+            replies = pipe.execute()
+        except redis.ResponseError as error:
+            if WAIT_ON_REPLICA not in str(error):
+                raise
+            # The server was demoted to a replica (a failover) since the write: not the
+            # master, so "not connected", as its READONLY answers are.
+            raise redis.ConnectionError("Redis is a replica now, not the master") from None
     if written and replies[0] != len(written):
         raise NotReplicated(0, required, missing=True)
     if replies[-1] < required:

@@ -177,6 +177,15 @@ def test_a_write_missing_from_the_server_is_not_confirmed(master):
     assert caught.value.missing
 
 
+def test_a_master_demoted_to_replica_is_not_connected(pair, master):
+    """Asked on a replica (the master demoted by a failover since the write), WAIT is
+    refused: a ConnectionError, which the creators retry and the servers answer 503."""
+    replica = connection.connect(pair.replica.url)
+    with pytest.raises(redis.ConnectionError, match="replica"):
+        replication.confirm(replica, 1, TIMEOUT)
+    replica.close()
+
+
 def test_exists_fence_and_wait_share_one_connection_however_busy_the_pool(pair, master):
     """WAIT counts its own connection's writes: the fence before it must go on the same one."""
     monitor_client = redis.Redis.from_url(pair.master.url, socket_timeout=5)
