@@ -25,6 +25,7 @@ from queuing.connection import through_outages
 from queuing.constants import (
     BATCH_MARKER_KEY,
     BATCH_MARKER_SECONDS,
+    JOB_ID_KEY,
 )
 from queuing.job_events import (
     REPLY_TO,
@@ -33,6 +34,12 @@ from queuing.job_events import (
 )
 
 ENQUEUE_JOBS_LUA = (Path(__file__).parent / "lua" / "enqueue_jobs.lua").read_text()
+# KEYS: the job id counter. ARGV: an id. Sets the counter to the id if it is below.
+RAISE_COUNTER_LUA = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+"""
 
 # Jobs per transaction of the batched enqueue: enough that a round trip and the created
 # lines' write are shared by many jobs, few enough that the first lines show at once and
@@ -122,8 +129,8 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
     lost after the script ran). A retried INCRBY may skip ids, as Kue's counter could.
 
     In the replicated mode (``REDIS_MIN_REPLICAS``) the batch is written once the required
-    replicas have it, ids included; otherwise replication.NotReplicated, naming the batch's
-    jobs, which are on the master but not confirmed.
+    replicas have it, and the id counter past its ids; otherwise replication.NotReplicated,
+    naming the batch's jobs, which are on the master but not confirmed.
     """
     if not args_per_job:
         return []
@@ -143,16 +150,22 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
     args = [BATCH_MARKER_SECONDS, len(fields), *fields, *per_job]
     script = connection.register_script(ENQUEUE_JOBS_LUA)
     try:
-        through_outages(connection, _write_batch, connection, script, keys, args)
+        through_outages(connection, _write_batch, connection, script, keys, args,
+                        job_ids[-1])
     except replication.NotReplicated as error:
         raise error.for_jobs(job_ids) from None
     return job_ids
 
 
-def _write_batch(connection: redis.Redis, script: Script, keys: list, args: list) -> None:
+def _write_batch(connection: redis.Redis, script: Script, keys: list, args: list,
+                 last_job_id: str) -> None:
     """Run the batch's script, then, in the replicated mode, wait for its replicas
     (replication.confirm, which checks the batch's marker is on the server it asks): a
     retry after an outage does both again, so a batch confirmed after a failover is on
-    the new master."""
+    the new master. Before the wait, the id counter is raised to the batch's last id if
+    it is below (a failover lost the INCRBY, not the retried batch): a confirmed batch's
+    ids are never handed out again."""
     script(keys=keys, args=args)
+    if replication.required_replicas() > 0:
+        connection.eval(RAISE_COUNTER_LUA, 1, JOB_ID_KEY, last_job_id)
     replication.confirm(connection, written=keys[2:3])

@@ -22,7 +22,7 @@ import redis
 from rq.job import Job
 
 from queuing import connection, jobs, notifications, replication, seats, settings, stock
-from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
+from queuing.constants import JOB_ID_KEY, PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.local_redis import RedisServer, RedisServerNotFound
 from queuing.seat_sale import Sale
@@ -247,6 +247,52 @@ def test_rq_enqueue_of_a_batch_is_confirmed_or_names_its_job(replicated, pair, b
         batch.add("builtins.len", "abc", job_id="unconfirmed-1")
     assert caught.value.job_ids == ["unconfirmed-1"]
     assert batch.job_ids == ["confirmed-1", "unconfirmed-1"]
+
+
+def test_a_confirmed_batch_s_ids_are_never_handed_out_again(replicated, pair, batch,
+                                                            monkeypatch):
+    """A failover between the ids' INCRBY and the batch's write loses the INCRBY, not the
+    retried batch: the counter is raised past the batch before the replicas confirm it."""
+    reserve = jobs.reserve_job_ids
+
+    def reserve_then_lose_the_increment(rq, count):
+        job_ids = reserve(rq, count)
+        rq.set(JOB_ID_KEY, 0)
+        return job_ids
+
+    monkeypatch.setattr(jobs, "reserve_job_ids", reserve_then_lose_the_increment)
+    assert batch.add_many(notifications.push_tracked_notification,
+                          [(x,) for x in data(3)]) == ["1", "2", "3"]
+    replica = redis.Redis.from_url(pair.replica.url)
+    assert replica.get(JOB_ID_KEY) == b"3"
+    replica.close()
+
+
+def test_a_batch_retried_after_a_lost_reply_is_confirmed_once(replicated, pair, batch,
+                                                               monkeypatch):
+    """The script ran but its reply was lost: the retry writes nothing (the batch's
+    marker is there) and the replicas confirm the batch, which is there once."""
+    rq = batch.queue.connection
+    register = rq.register_script
+
+    def losing_first_reply(text):
+        script = register(text)
+        calls = []
+
+        def run(**kwargs):
+            result = script(**kwargs)
+            calls.append(result)
+            if len(calls) == 1:
+                raise redis.ConnectionError("reply lost")
+            return result
+        return run
+
+    monkeypatch.setattr(rq, "register_script", losing_first_reply)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ids = batch.add_many(notifications.push_tracked_notification, [(x,) for x in data(3)])
+    assert ids == ["1", "2", "3"]
+    assert rq.llen(batch.queue.key) == 3
+    assert rq.get(JOB_ID_KEY) == b"3"
 
 
 # --- the servers --------------------------------------------------------------------------
