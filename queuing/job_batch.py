@@ -144,6 +144,7 @@ class JobBatch:
     """
 
     def __init__(self, queue: Queue, stream: str | None = None) -> None:
+        replication.check_settings(queue.connection)
         self.queue = queue
         self.stream = stream or new_reply_stream()
         self.job_ids: list[str] = []

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import redis
 
-from queuing import settings
+from queuing import connection, settings
 
 FENCE_CHANNEL = "queuing:replication:fence"
 # How a replica refuses WAIT.
@@ -53,6 +53,21 @@ class NotReplicated(Exception):
         """The same failure, naming the jobs it concerns."""
         return NotReplicated(self.acknowledged, self.required, missing=self.missing,
                              job_ids=job_ids)
+
+
+def check_settings(client: redis.Redis) -> None:
+    """Raise settings.ConfigError now, at start, for a ``REDIS_MIN_REPLICAS`` or
+    ``REDIS_MIN_REPLICAS_TIMEOUT`` that is unusable, rather than at the first write: a
+    timeout must be shorter than ``client``'s socket timeout, or the client gives up on
+    every ``WAIT`` the replicas do not answer in time ("not connected", retried)."""
+    if settings.min_replicas() == 0:
+        return
+    timeout = settings.min_replicas_timeout()
+    limit = connection.socket_timeout(client)
+    if timeout >= limit:
+        raise settings.ConfigError(
+            f"{settings.MIN_REPLICAS_TIMEOUT_ENV} must be shorter than the Redis client's "
+            f"socket timeout ({limit:g} s), not {timeout:g}")
 
 
 def required_replicas(replicas: int | None = None) -> int:

@@ -127,6 +127,7 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
     redis_client = client
     rq_connection = (rq_connection if rq_connection is not None
                      else connection.server_client(decode_responses=False))  # RQ: bytes
+    replication.check_settings(rq_connection)
     processor = processor or WorkerThread(connection.seat_worker_client())
     if join_sale:
         sale = Sale(redis_client)

@@ -152,6 +152,7 @@ def create_app(client: redis.Redis | None = None) -> Flask:
     if client is None:
         client = connection.server_client()
         connection.check_server_accepts(client)
+    replication.check_settings(client)
     stock = Stock(client)
     with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
         stock.write_missing()  # else at the first request that reaches Redis

@@ -349,3 +349,24 @@ def test_the_default_mode_sends_no_wait(monkeypatch, pair, master, stock_app, se
     monitor_client.close()
     assert {"EVALSHA", "EVAL"} & names  # the writes were seen
     assert not {"WAIT", "PUBLISH"} & names
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+def test_a_timeout_the_client_would_not_wait_for_is_refused_at_start(monkeypatch):
+    monkeypatch.setenv(settings.MIN_REPLICAS_ENV, "1")
+    monkeypatch.setenv(settings.MIN_REPLICAS_TIMEOUT_ENV, "5")
+    client = connection.server_client("redis://127.0.0.1:1")  # never connects
+    with pytest.raises(settings.ConfigError, match=r"REDIS_MIN_REPLICAS_TIMEOUT must be "
+                       r"shorter than the Redis client's socket timeout \(5 s\), not 5"):
+        stock.create_app(client)
+    rq = connection.rq_client("redis://127.0.0.1:1", socket_timeout=LISTEN_SOCKET_TIMEOUT)
+    JobBatch(jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, rq))  # the creators wait 15 s
+    monkeypatch.setenv(settings.MIN_REPLICAS_ENV, "0")
+    stock.create_app(client)  # no replicas asked: no wait to bound
+
+
+def test_a_bad_replica_count_is_refused_at_start(monkeypatch):
+    monkeypatch.setenv(settings.MIN_REPLICAS_ENV, "one")
+    with pytest.raises(settings.ConfigError, match="REDIS_MIN_REPLICAS"):
+        stock.create_app(connection.server_client("redis://127.0.0.1:1"))
