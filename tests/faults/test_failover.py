@@ -5,11 +5,13 @@ within seconds; nothing crashes; every created job ends once or is reported lost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,11 +22,12 @@ import pytest
 import redis
 from rq import get_current_job
 
-from queuing import notifications, settings
+from queuing import connection, notifications, settings
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LOST_JOB
 from queuing.local_redis import SentinelRig
 from tests.processes import Script, wait_until
+from tests.servers import Server, http_get
 
 pytestmark = pytest.mark.redis_server
 
@@ -67,6 +70,47 @@ def main():
 
 common.run(main)
 """
+
+
+# A client may write to the old master for a moment after the sentinels switch (it asks
+# them again at most this often); from then on every acknowledged write must be kept.
+SWITCH_GRACE_SECONDS = 1.0
+WRITING_SECONDS = 3.0
+
+DEMOTED_MASTER_KEEPS_WRITES = (
+    "After SENTINEL FAILOVER the demoted master accepts writes on connections already open "
+    "for ~10 s, until the sentinels make it a replica (which discards them); redis-py's "
+    "Sentinel pool asks the sentinels only when it opens a connection, so the project's "
+    "clients keep writing there: acknowledged writes are lost, stock and seats oversold. "
+    "Fix in connection.py: check a connection's address against the sentinels' master "
+    "at checkout (cached briefly) and drop it when they differ.")
+
+
+@pytest.mark.xfail(strict=True, reason=DEMOTED_MASTER_KEEPS_WRITES)
+def test_a_client_writes_to_the_new_master_soon_after_the_switch(sentinel_rig):
+    """A client of the Sentinel URL, writing all along: every write it has acknowledged
+    from SWITCH_GRACE_SECONDS after the switch on is on the new master (the old master's
+    are discarded when it becomes a replica)."""
+    client = connection.connect(sentinel_rig.url)
+    client.set("before", 1)
+    sentinel_rig.failover()
+    switched = time.monotonic()
+    acknowledged: list[tuple[float, int]] = []
+    number = 0
+    while time.monotonic() < switched + WRITING_SECONDS:
+        number += 1
+        try:
+            client.rpush("written", number)
+            acknowledged.append((time.monotonic(), number))
+        except redis.RedisError as error:
+            assert connection.is_not_connected(error), error
+        time.sleep(0.01)  # pacing the writes, not waiting for an event
+    sentinel_rig.wait_until_replicated()  # the old master is a replica: its writes are gone
+    kept = {int(n) for n in redis.Redis(port=sentinel_rig.master_port()).lrange(
+        "written", 0, -1)}
+    expected = {n for moment, n in acknowledged if moment > switched + SWITCH_GRACE_SECONDS}
+    assert expected and expected <= kept, (
+        f"{len(expected - kept)} of {len(expected)} acknowledged writes lost")
 
 
 def paced_notification(data: Any) -> None:
@@ -217,3 +261,103 @@ def test_a_killed_master_under_jobs_loses_none_silently(sentinel_rig, tmp_path):
     reported by its creator, never waited for for ever."""
     figures = jobs_through_a_switch(sentinel_rig, tmp_path, sentinel_rig.kill_master)
     print(f"killed master under jobs: {json.dumps(figures)}")
+
+
+# The stock whose sale straddles the switch, and how long each client waits between two
+# rounds of requests, so that some is left when the master switches.
+STOCK = {2: 10, 4: 5}
+CLIENTS = 3
+ROUND_GAP_SECONDS = 0.1
+SEATS = 50
+CONFIRMED = '{{"status":"Reservation confirmed","itemId":{}}}'
+SEAT_COMPLETED = re.compile(r"Seat reservation job (\d+) completed$")
+Answer = tuple[float, str, int, bytes]  # (when, server and path, status, body)
+
+
+def request_stream(servers: dict[str, Server], stop: threading.Event,
+                   answers: list[Answer]) -> None:
+    """One client of both servers, round after round until ``stop``: a reservation of each
+    product and a seat, then each server's reads; every answer kept with its time."""
+    paths = [*(("stock", f"/reserve_product/{item}") for item in STOCK),
+             ("seats", "/reserve_seat"), ("stock", "/list_products/2"),
+             ("seats", "/available_seats")]
+    while not stop.is_set():
+        for name, path in paths:
+            status, _, body = http_get(f"http://127.0.0.1:{servers[name].port}{path}")
+            answers.append((time.monotonic(), f"{name}{path}", status, body))
+        stop.wait(ROUND_GAP_SECONDS)  # pacing, so that stock is left at the switch
+
+
+def keys_on(port: int) -> int:
+    """How many keys the Redis on ``port`` holds (each reservation request writes one)."""
+    client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return client.dbsize()
+    except redis.RedisError:
+        return 0
+    finally:
+        client.close()
+
+
+def sold_out_since(answers: list[Answer], item: int, since: float) -> bool:
+    """Whether a reservation of ``item`` asked after ``since`` found no stock left."""
+    refused = f'{{"status":"Not enough stock available","itemId":{item}}}'.encode()
+    return any(moment > since and body == refused for moment, _, _, body in list(answers))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEMOTED_MASTER_KEEPS_WRITES)
+def test_the_servers_under_granian_serve_through_a_failover(sentinel_rig, running):
+    """Both servers under granian on the Sentinel URL, clients reserving and reading all
+    along, SENTINEL FAILOVER in the middle: 503s while the master switches, never a 500
+    (checked with pytest.fail: not part of the expected failure); the requests reach the
+    new master within RESUME_BOUND; no product is sold beyond its stock, counted once the
+    old master is a replica again (its writes meanwhile are gone), and no seat beyond 50."""
+    url = sentinel_rig.url
+    servers = {"stock": Server.granian("queuing.stock:create_app", url, workers=2),
+               "seats": Server.granian("queuing.seats:create_app", url, workers=2)}
+    running += servers.values()
+    assert servers["seats"].get("/process")[0] == 200
+    answers: list[Answer] = []
+    stop = threading.Event()
+    clients = [threading.Thread(target=request_stream, args=(servers, stop, answers),
+                                daemon=True) for _ in range(CLIENTS)]
+    for client in clients:
+        client.start()
+    resumed = None
+    try:
+        wait_until(lambda: any(body == CONFIRMED.format(2).encode()
+                               for _, _, _, body in list(answers)), "a first unit sold")
+        switch_called = time.monotonic()
+        new = sentinel_rig.failover()
+        switched, keys_at_switch = time.monotonic(), keys_on(new)
+        with contextlib.suppress(AssertionError):  # asserted below, after the invariants
+            wait_until(lambda: keys_on(new) > keys_at_switch,
+                       "a request served by the new master", timeout=RESUME_BOUND)
+            resumed = time.monotonic() - switched
+        sentinel_rig.wait_until_replicated()  # the old master is a replica again
+        demoted = time.monotonic()
+        wait_until(lambda: all(sold_out_since(answers, item, demoted) for item in STOCK),
+                   "every product sold out once the old master is a replica")
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+    statuses = Counter(status for _, _, status, _ in answers)
+    if not set(statuses) <= {200, 503}:
+        pytest.fail(f"answers other than 200 and 503: "
+                    f"{[a for a in answers if a[2] not in (200, 503)][:5]}")
+    for name, server in servers.items():
+        if server.process.poll() is not None or "Traceback" in server.stderr:
+            pytest.fail(f"{name} crashed: {server.stderr[-3000:]}")
+    confirmed = {item: sum(body == CONFIRMED.format(item).encode() for _, _, _, body in answers)
+                 for item in STOCK}
+    seats_taken = {m[1] for line in servers["seats"].drain()
+                   if (m := SEAT_COMPLETED.match(line))}
+    served = "never" if resumed is None else f"{resumed:.2f}s"
+    print(f"servers through a failover: {len(answers)} requests {dict(statuses)}, switch "
+          f"{switched - switch_called:.2f}s, new master served {served} after it, old "
+          f"master a replica {demoted - switched:.2f}s after it; units confirmed "
+          f"{confirmed} of {STOCK}; seats taken {len(seats_taken)}")
+    assert resumed is not None, f"no request reached the new master within {RESUME_BOUND}s"
+    assert all(confirmed[item] <= STOCK[item] for item in STOCK), confirmed
+    assert len(seats_taken) <= SEATS, len(seats_taken)
