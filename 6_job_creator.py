@@ -13,6 +13,7 @@ from queuing import jobs, notifications
 from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.replication import NotReplicated
 
 JOB_DATA = {
     "phoneNumber": "4153518780",
@@ -20,18 +21,25 @@ JOB_DATA = {
 }
 
 
-def main() -> None:
+def main() -> int | None:
     connection = rq_client(socket_timeout=LISTEN_SOCKET_TIMEOUT)
     common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE, connection)
+    status = None
     with JobBatch(queue) as batch:
-        # batch.reporting(): the job's meta names the batch's stream, and RQ callbacks
-        # write the job's completed or failed event there (queuing/job_events.py).
-        job = queue.enqueue(notifications.push_notification, JOB_DATA,
-                            job_id=jobs.next_job_id(connection), **batch.reporting())
-        batch.listen_for(job.id)
-        common.log(notifications.created_line(job.id))
+        # batch.add: Queue.enqueue with the batch's reporting options (the job's meta names
+        # the batch's stream, and RQ callbacks write the job's completed or failed event
+        # there: queuing/job_events.py); in the replicated mode, once the replicas have it.
+        try:
+            job = batch.add(notifications.push_notification, JOB_DATA,
+                            job_id=jobs.next_job_id(connection))
+        except NotReplicated as error:
+            common.log_error(notifications.not_confirmed_line(error))
+            status = 1
+        else:
+            common.log(notifications.created_line(job.id))
         notifications.print_events(batch, notifications.outcome_line)
+    return status
 
 
 if __name__ == "__main__":

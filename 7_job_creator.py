@@ -35,14 +35,15 @@ JOBS = [
 event_line = partial(notifications.lifecycle_line, id_prefix="#")
 
 
-def main() -> None:
+def main() -> int | None:
     connection = rq_client(socket_timeout=LISTEN_SOCKET_TIMEOUT)
     common.wait_until_connected(connection, quiet=True)
     queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
     with JobBatch(queue) as batch:
-        notifications.create_notification_jobs(
+        unconfirmed = notifications.create_notification_jobs(
             batch, JOBS, notifications.push_tracked_notification)
         notifications.print_events(batch, event_line)
+    return 1 if unconfirmed else None
 
 
 if __name__ == "__main__":

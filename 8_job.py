@@ -21,6 +21,7 @@ from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_3
 from queuing.fast_enqueue import require_json_queue
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
+from queuing.replication import NotReplicated
 
 NOT_AN_ARRAY = "Jobs is not an array"
 
@@ -42,11 +43,14 @@ def create_push_notifications_jobs(jobs_data: Any, queue: Queue) -> JobBatch:
     batch = JobBatch(queue)
     try:
         for data in jobs_data:
-            # RQ's own Queue.enqueue, as in task 6; batch.reporting() sends the job's
-            # events to the batch's stream.
-            job = queue.enqueue(notifications.push_tracked_notification, data,
-                                job_id=jobs.next_job_id(queue.connection), **batch.reporting())
-            batch.listen_for(job.id)
+            # RQ's own Queue.enqueue, as in task 6 (batch.add sends the job's events to
+            # the batch's stream); in the replicated mode, once the replicas have it.
+            try:
+                job = batch.add(notifications.push_tracked_notification, data,
+                                job_id=jobs.next_job_id(queue.connection))
+            except NotReplicated as error:
+                common.log_error(notifications.not_confirmed_line(error))
+                continue
             common.log(notifications.created_line(job.id))
     except BaseException:
         batch.close()

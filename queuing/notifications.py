@@ -14,6 +14,7 @@ from typing import Any
 from queuing import console, jobs, senders
 from queuing.job_batch import JobBatch, in_batches
 from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent, report_progress
+from queuing.replication import NotReplicated
 
 BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
 FIELDS = ("phoneNumber", "message")
@@ -102,17 +103,36 @@ def lifecycle_line(event: JobEvent, id_prefix: str = "#") -> str:
     return f"{job} completed"
 
 
+def not_confirmed_line(error: NotReplicated) -> str:
+    """Said instead of the created lines of jobs the replicas did not confirm
+    (REDIS_MIN_REPLICAS): "Notification job not confirmed: 12 (only 0 of 1 replicas have
+    the write)", "Notification jobs not confirmed: 12 to 511 (...)"."""
+    ids = error.job_ids
+    if len(ids) == 1:
+        return f"Notification job not confirmed: {ids[0]} ({error})"
+    return f"Notification jobs not confirmed: {ids[0]} to {ids[-1]} ({error})"
+
+
 def create_notification_jobs(batch: JobBatch, jobs_data: Iterable[Any],
-                             func: Callable[[Any], None]) -> None:
+                             func: Callable[[Any], None]) -> list[str]:
     """Enqueue one ``func(data)`` job per item, each with a new id, and print its created line.
 
     The jobs go in batches of ``ENQUEUE_BATCH``, one transaction each (JobBatch.add_many);
     each batch's created lines are printed together, in id order, once its jobs are in
-    Redis: one write instead of one per line.
+    Redis: one write instead of one per line. In the replicated mode a batch the replicas
+    did not confirm gets one not-confirmed line on stderr instead; the ids of such jobs
+    are returned (the batch still hears their events).
     """
+    unconfirmed: list[str] = []
     for items in in_batches(jobs_data):
-        job_ids = batch.add_many(func, [(data,) for data in items])
+        try:
+            job_ids = batch.add_many(func, [(data,) for data in items])
+        except NotReplicated as error:
+            console.log_error(not_confirmed_line(error))
+            unconfirmed += error.job_ids
+            continue
         console.log("\n".join(created_line(job_id) for job_id in job_ids))
+    return unconfirmed
 
 
 def print_events(batch: JobBatch, line: Callable[[JobEvent], str | None]) -> None:
