@@ -16,10 +16,11 @@ from typing import Any
 
 import redis
 from rq import Callback, Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.utils import utcparse
 
 from queuing import replication
-from queuing.connection import through_outages
+from queuing.connection import text, through_outages
 from queuing.constants import (
     JOB_EVENTS_PREFIX,
 )
@@ -30,6 +31,7 @@ from queuing.fast_enqueue import (
     job_template,
 )
 from queuing.job_events import (
+    COMPLETED,
     FAILED,
     REPLY_TO,
     JobEvent,
@@ -47,6 +49,14 @@ READ_COUNT = 1_000
 READ_PAUSE_SECONDS = 0.005
 # The failure a creator reports for a job whose hash vanished before it ended.
 LOST_JOB = "its job is no longer in Redis (Redis lost its data?)"
+# A job that ended this long ago (by Redis's clock) without its final event reaching the
+# stream lost that event (a failover can keep the job's end and lose the event, written by
+# another command); the creator reports the end it finds. Until then the event may still
+# come: a worker writes it just after recording the end.
+EVENT_LOST_AFTER_SECONDS = 5
+LOST_FAILURE = "it failed, and its reason was lost (a Redis failover?)"
+_ENDS = {JobStatus.FINISHED.value: COMPLETED, JobStatus.FAILED.value: FAILED,
+         JobStatus.STOPPED.value: FAILED, JobStatus.CANCELED.value: FAILED}
 
 
 def new_reply_stream() -> str:
@@ -92,7 +102,8 @@ def follow(connection: redis.Redis, stream: str, job_ids: Iterable[str],
     When Redis goes away (a restart), the course's not-connected line is printed and the
     reading goes on from the last event heard once it is back. After an idle wait, jobs
     whose hash is gone from Redis (its data was lost, or someone deleted them) end with a
-    failed event saying so, instead of being waited for for ever.
+    failed event saying so, and jobs that ended without their final event (a failover
+    lost it) end as Redis recorded them: none is waited for for ever.
     """
     pending = set(job_ids)
     last_id = "0"
@@ -118,22 +129,37 @@ def follow(connection: redis.Redis, stream: str, job_ids: Iterable[str],
 
 def _read_now_and_find_lost(connection: redis.Redis, stream: str, last_id: str,
                             pending: set[str]) -> list:
-    """An XREAD reply: the events since ``last_id``, then a failed event for each pending
-    job whose hash is gone (read after the events, so a job deleted at its end, with its
-    final event written before, is never taken for lost)."""
+    """An XREAD reply: the events since ``last_id``; else a failed event for each pending
+    job whose hash is gone, and the end of each that ended EVENT_LOST_AFTER_SECONDS ago
+    without its event (read after the events, so a job deleted or ended just after its
+    final event was written is never taken for lost)."""
     reply = connection.xread({stream: last_id}, count=READ_COUNT)
     if reply:
         return reply
-    prefix = Job.redis_job_namespace_prefix
+    ids = sorted(pending)
     with connection.pipeline(transaction=False) as pipe:
-        for job_id in sorted(pending):
-            pipe.exists(prefix + job_id)
-        gone = [job_id for job_id, found in zip(sorted(pending), pipe.execute(), strict=True)
-                if not found]
-    if not gone:
-        return []
-    return [(stream, [(last_id, JobEvent(job_id, FAILED, error=LOST_JOB).fields())
-                      for job_id in gone])]
+        for job_id in ids:
+            pipe.hmget(Job.redis_job_namespace_prefix + job_id, "status", "ended_at")
+        pipe.time()
+        *found, (seconds, _micro) = pipe.execute()
+    events = []
+    for job_id, (status, ended_at) in zip(ids, found, strict=True):
+        if status is None:
+            events.append(JobEvent(job_id, FAILED, error=LOST_JOB))
+        elif _ended_long_ago(status, ended_at, seconds):
+            kind = _ENDS[text(status)]
+            events.append(JobEvent(job_id, kind, error=LOST_FAILURE if kind == FAILED else ""))
+    return [(stream, [(last_id, event.fields()) for event in events])] if events else []
+
+
+def _ended_long_ago(status: bytes | str, ended_at: bytes | str | None, now: int) -> bool:
+    if text(status) not in _ENDS or not ended_at:
+        return False
+    try:
+        ended = utcparse(text(ended_at)).timestamp()
+    except ValueError:
+        return False
+    return now - ended >= EVENT_LOST_AFTER_SECONDS
 
 
 class JobBatch:

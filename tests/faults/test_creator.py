@@ -3,9 +3,12 @@ enqueues, never writes a job twice, and never waits for ever for a job that is g
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import fakeredis
 import pytest
 import redis
+from rq.utils import utcformat
 
 from queuing import job_batch, job_events, jobs, notifications
 from queuing.connection import rq_client
@@ -93,3 +96,33 @@ def test_a_job_deleted_right_after_its_final_event_is_not_taken_for_lost(fake_se
         connection.delete(f"rq:job:{job_id}")  # result_ttl=0: gone at its end
         events = list(batch.events(block_ms=50))
     assert [event.kind for event in events] == ["completed"]
+
+
+@pytest.mark.parametrize(("status", "kind"), [("finished", "completed"), ("failed", "failed")])
+def test_a_job_that_ended_but_whose_event_was_lost_is_reported_as_it_ended(fake_server, status,
+                                                                          kind):
+    """A failover can keep a job's end (its hash) and lose its final event (written by
+    another command): the creator reports the end it finds instead of waiting for ever."""
+    connection = fakeredis.FakeRedis(server=fake_server)
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        [job_id] = batch.add_many(notifications.push_tracked_notification, [(GOOD,)])
+        long_ago = utcformat(datetime.now(timezone.utc) - timedelta(minutes=1))
+        connection.hset(f"rq:job:{job_id}", mapping={"status": status, "ended_at": long_ago})
+        events = list(batch.events(block_ms=50))
+    assert [(event.job_id, event.kind) for event in events] == [(job_id, kind)]
+    if kind == "failed":
+        assert events[0].error == job_batch.LOST_FAILURE
+
+
+def test_a_job_that_just_ended_is_given_time_for_its_event(fake_server):
+    """The worker writes a job's final event just after recording its end: a creator that
+    looks in between must not report an end of its own (it would hide the real reason)."""
+    connection = fakeredis.FakeRedis(server=fake_server)
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        [job_id] = batch.add_many(notifications.push_tracked_notification, [(GOOD,)])
+        connection.hset(f"rq:job:{job_id}", mapping={
+            "status": "failed", "ended_at": utcformat(datetime.now(timezone.utc))})
+        assert job_batch._read_now_and_find_lost(connection, batch.stream, "0",
+                                                 {job_id}) == []
