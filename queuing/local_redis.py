@@ -198,6 +198,8 @@ RIG_TIMEOUT = 30.0
 # Each data server keeps every write it acknowledged (AOF, fsync per write): a restarted
 # server loses nothing, so what a failover loses is only what replication had not carried.
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
+# A replica's first full sync starts at once, not after Redis's 5 s wait for more replicas.
+PROMPT_SYNC = ("--repl-diskless-sync-delay", "0")
 
 
 class SentinelRig:
@@ -244,7 +246,7 @@ class SentinelRig:
         data_dir = Path(self.root, f"redis-{port}")
         data_dir.mkdir(exist_ok=True)
         replication = ("--replicaof", "127.0.0.1", str(replica_of)) if replica_of else ()
-        server = RedisServer(*DURABLE, *replication, binary=self.binary, port=port,
+        server = RedisServer(*DURABLE, *PROMPT_SYNC, *replication, binary=self.binary, port=port,
                              data_dir=str(data_dir))
         self.servers[port] = server
         return server.start()
