@@ -42,6 +42,7 @@ from redis._parsers import (
     _RESP2Parser,
     _RESP3Parser,
 )
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 from redis.retry import Retry
@@ -292,7 +293,7 @@ def sentinel_settings(where: SentinelURL, options: dict[str, Any] | None = None,
                  "socket_keepalive_options": keepalive_options(),
                  "password": where.sentinel_password,
                  # The next sentinel is the retry: a dead one is not tried again and again.
-                 "retry": Retry(NoBackoff(), 0)}
+                 "retry": (AsyncRetry if is_async else Retry)(NoBackoff(), 0)}
     if where.tls:
         sentinels |= {"ssl": True, **tls}
     return master, sentinels
@@ -363,12 +364,11 @@ AT_A_CLUSTER = (f"{REDIS_URL_ENV} points at a Redis Cluster node; RQ and this pr
                 "single master or Sentinel (redis+sentinel://...)")
 
 
-def _role_said(reply: Any) -> None:
+def _is_master(reply: Any) -> bool:
     kind = text(reply[0])
     if kind == "sentinel":
         raise settings.ConfigError(AT_A_SENTINEL)
-    if kind != "master":
-        raise FailoverInProgress(REPLICA)
+    return kind == "master"
 
 
 def _cannot_ask_role(error: redis.ResponseError) -> bool:
@@ -392,7 +392,11 @@ def ask_master(client: Any) -> None:
             raise
         client.ping()
         return
-    _role_said(reply)
+    if not _is_master(reply):
+        # The idle connections go: with a Sentinel URL the next one asks the sentinels
+        # again (right after a switch they may still name the old master for a moment).
+        client.connection_pool.disconnect(inuse_connections=False)
+        raise FailoverInProgress(REPLICA)
 
 
 _checked_for_cluster: weakref.WeakSet = weakref.WeakSet()
@@ -436,7 +440,9 @@ async def _ask_master_async(client: Any) -> None:
             raise
         await client.ping()
         return
-    _role_said(reply)
+    if not _is_master(reply):
+        await client.connection_pool.disconnect(inuse_connections=False)
+        raise FailoverInProgress(REPLICA)
 
 
 def wait_until_connected(client: redis.Redis | redis.client.PubSub,

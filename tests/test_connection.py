@@ -499,6 +499,10 @@ def test_a_dead_sentinel_is_not_retried_and_its_timeouts_are_short():
     kwargs = sentinel.connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 2.0
     assert kwargs["retry"].get_retries() == 0
+    [async_sentinel] = connect_async(
+        "redis+sentinel://h/mymaster").connection_pool.sentinel_manager.sentinels
+    retry = async_sentinel.connection_pool.connection_kwargs["retry"]
+    assert isinstance(retry, redis.asyncio.retry.Retry) and retry.get_retries() == 0
 
 
 def test_no_sentinel_answering_is_not_connected(capsys):
@@ -710,11 +714,19 @@ def cluster_node(tmp_path_factory):
     from queuing.local_redis import RedisServer, RedisServerNotFound
     from tests.processes import skip_unless_ci
 
+    from queuing.local_redis import free_port
+
     folder = tmp_path_factory.mktemp("cluster")
+    cluster = ("--cluster-enabled", "yes", "--cluster-config-file", str(folder / "nodes.conf"))
     try:
-        server = RedisServer("--cluster-enabled", "yes", "--cluster-config-file",
-                             str(folder / "nodes.conf")).start()
-    except (RedisServerNotFound, RuntimeError) as error:
+        # Its bus port is its own free port (Redis 7), not port + 10000, which may be taken.
+        server = RedisServer(*cluster, "--cluster-port", str(free_port())).start()
+    except RuntimeError:
+        try:
+            server = RedisServer(*cluster).start()  # Redis 6.2 has no cluster-port
+        except (RedisServerNotFound, RuntimeError) as error:
+            skip_unless_ci(str(error))
+    except RedisServerNotFound as error:
         skip_unless_ci(str(error))
     yield server
     server.close()

@@ -4,11 +4,13 @@ from it, and a real master with a real sentinel (throwaway redis-server processe
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -149,25 +151,35 @@ class LocalSentinel:
             self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    """A master, its replica and a sentinel watching the master."""
+@contextlib.contextmanager
+def sentinel_rig(folder: Path) -> Iterator[SimpleNamespace]:
+    """A master, its replica and a sentinel watching the master, which knows the replica."""
     try:
-        master = RedisServer().start()
+        # No wait before a replica's first sync (Redis 7 waits 5 s for more replicas).
+        master = RedisServer("--repl-diskless-sync-delay", "0").start()
     except (RedisServerNotFound, RuntimeError) as error:
         skip_unless_ci(str(error))
-    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port)).start()
-    sentinel = LocalSentinel(tmp_path_factory.mktemp("sentinel"), master.port)
+    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port),
+                          "--repl-diskless-sync-delay", "0").start()
+    sentinel = LocalSentinel(folder, master.port)
     try:
         poll(sentinel.master, "the sentinel to name the master")
         poll(lambda: redis.Redis(port=replica.port).info("replication")["master_link_status"]
              == "up", "the replica to sync")
+        poll(lambda: sentinel.client.sentinel_slaves(SERVICE), "the sentinel to see the replica")
         yield SimpleNamespace(master=master, replica=replica, sentinel=sentinel,
                               url=f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}")
     finally:
         sentinel.close()
         replica.close()
         master.close()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    """One rig for the tests that leave its master where it is."""
+    with sentinel_rig(tmp_path_factory.mktemp("sentinel")) as started:
+        yield started
 
 
 @pytest.mark.redis_server
@@ -353,3 +365,50 @@ def test_rqs_scheduler_rebuilds_a_working_client_from_a_sentinel_one(rig):
         assert redis.Redis(port=rig.master.port).get("from-the-scheduler") == b"1"
     finally:
         rebuilt.close()
+
+
+@pytest.mark.redis_server
+def test_a_client_follows_the_master_through_a_failover(tmp_path, capsys):
+    with sentinel_rig(tmp_path) as switching:
+        client = connection.connect(switching.url)
+        server = connection.server_client(switching.url)
+        assert client.set("before", "1") and server.get("before") == "1"
+        # NOGOODSLAVE until the sentinel has the replica's INFO: asked again until it starts.
+        poll(lambda: switching.sentinel.client.sentinel_failover(SERVICE),
+             "the sentinel to start a failover")
+        poll(lambda: switching.sentinel.master() == ("127.0.0.1", switching.replica.port),
+             "the sentinel to name the replica as master")
+        # The old master is demoted (as the sentinel does within its 10 s round of INFO):
+        # a client still connected to it meets READONLY once, as not connected, then asks
+        # the sentinel again and writes to the new master.
+        redis.Redis(port=switching.master.port).replicaof("127.0.0.1", switching.replica.port)
+        assert connection.through_outages(client, client.set, "after", "2")
+        assert poll(lambda: server.get("after"), "the server client to read it") == "2"
+        assert redis.Redis(port=switching.replica.port).get("after") == b"2"
+        client.close()
+        server.close()
+    out = capsys.readouterr().out
+    assert set(out.splitlines()) <= {
+        f"Redis client not connected to the server: {line}" for line in (
+            "READONLY You can't write against a read only replica.",
+            connection.REPLICA, "Connection closed by server.")
+    } | {"Redis client connected to the server"}
+
+
+@pytest.mark.redis_server
+@pytest.mark.parametrize("url_of", [lambda rig: rig.master.url, lambda rig: rig.url])
+def test_connections_have_tcp_keepalive_set(rig, url_of):
+    client = connection.rq_client(url_of(rig))
+    try:
+        client.ping()
+        sock = client.connection_pool.get_connection()
+        try:
+            raw = sock._sock
+            assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == \
+                    connection.KEEPALIVE_IDLE
+        finally:
+            client.connection_pool.release(sock)
+    finally:
+        client.close()
