@@ -20,7 +20,8 @@ from queuing.connection import (
     wait_until_connected,
     wait_until_connected_async,
 )
-from tests.processes import ROOT
+from queuing.local_redis import RedisServer, RedisServerNotFound, free_port
+from tests.processes import ROOT, run_script, skip_unless_ci
 
 
 def test_redis_print_shows_the_server_reply(capsys):
@@ -711,11 +712,6 @@ CLUSTER_LINE = ("REDIS_URL points at a Redis Cluster node; RQ and this project n
 
 @pytest.fixture(scope="module")
 def cluster_node(tmp_path_factory):
-    from queuing.local_redis import RedisServer, RedisServerNotFound
-    from tests.processes import skip_unless_ci
-
-    from queuing.local_redis import free_port
-
     folder = tmp_path_factory.mktemp("cluster")
     cluster = ("--cluster-enabled", "yes", "--cluster-config-file", str(folder / "nodes.conf"))
     try:
@@ -746,8 +742,6 @@ def test_a_cluster_node_is_refused_with_one_line(cluster_node, capsys):
 
 @pytest.mark.redis_server
 def test_a_script_pointed_at_a_cluster_node_exits_2(cluster_node):
-    from tests.processes import run_script
-
     result = run_script("1_redis_op", cluster_node.url)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", CLUSTER_LINE + "\n")
 
