@@ -221,7 +221,8 @@ def update_check(connection: redis.Redis, check: Check) -> Check | None:
             pipe.hset(key, mapping=fields)
         return stored
 
-    stored = connection.transaction(edit, key, value_from_callable=True)
+    # watch_delay: a failover's READONLY comes back as a WatchError, retried; not at once.
+    stored = connection.transaction(edit, key, value_from_callable=True, watch_delay=0.05)
     return _from_hash(stored | fields) if stored.get("id") else None
 
 
