@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"jobs": args.jobs}
     with configured_or_throwaway() as url, open(args.out, "w") as out, \
             tempfile.TemporaryFile("w+") as errors:
-        control = redis.Redis.from_url(url)
+        control = rq_client(url)  # the project's client: direct or Sentinel URL
         result["hash_max_listpack_value"] = hash_max_listpack_value(control)
         result["hiredis"] = redis.utils.HIREDIS_AVAILABLE  # redis-py packs and parses in C
         try:

@@ -1,0 +1,61 @@
+"""The pipeline through a Sentinel URL against the same master addressed directly.
+
+    .venv/bin/python bench/sentinel.py --rounds 3 --jobs 5000
+
+A throwaway rig (queuing.local_redis.SentinelRig: a master, a replica, three sentinels on
+127.0.0.1) runs ``bench/pipeline.py`` in alternating rounds, with REDIS_URL the master's
+own ``redis://`` URL, then the rig's ``redis+sentinel://`` one: the same Redis, the same
+replication, only the way clients find the master differs. Prints each round's end-to-end
+jobs/s and enqueue jobs/s, the medians, and the Sentinel URL's median as a ratio of the
+direct one's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from queuing.local_redis import SentinelRig
+
+PIPELINE = Path(__file__).resolve().parent / "pipeline.py"
+
+
+def run_pipeline(url: str, jobs: int) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(PIPELINE), "--jobs", str(jobs), "--enqueue-jobs", str(jobs),
+         "--count-jobs", "0", "--no-plain-rq"],
+        env={**os.environ, "REDIS_URL": url}, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=5000)
+    args = parser.parse_args()
+    figures: dict[str, dict[str, list[float]]] = {
+        kind: {"end_to_end": [], "enqueue": []} for kind in ("direct", "sentinel")}
+    with SentinelRig() as rig:
+        for number in range(1, args.rounds + 1):
+            for kind, url in (("direct", f"redis://127.0.0.1:{rig.master_port()}"),
+                              ("sentinel", rig.url)):
+                result = run_pipeline(url, args.jobs)
+                figures[kind]["end_to_end"].append(result["jobs_per_s"])
+                figures[kind]["enqueue"].append(result["enqueue_per_s"])
+                print(f"round {number} {kind:8} end to end {result['jobs_per_s']:7.0f}"
+                      f" jobs/s, enqueue {result['enqueue_per_s']:7.0f} jobs/s", flush=True)
+    medians = {kind: {name: statistics.median(values) for name, values in by_name.items()}
+               for kind, by_name in figures.items()}
+    ratio = {name: medians["sentinel"][name] / medians["direct"][name]
+             for name in ("end_to_end", "enqueue")}
+    print(json.dumps({"medians": medians, "sentinel_over_direct": ratio}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
