@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import re
+import signal
 import sys
 import threading
 import time
@@ -27,7 +28,7 @@ from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LOST_JOB
 from queuing.local_redis import SentinelRig
 from tests.processes import Script, wait_until
-from tests.servers import Server, http_get
+from tests.servers import Server, children, http_get
 
 pytestmark = pytest.mark.redis_server
 
@@ -243,8 +244,12 @@ def jobs_through_a_switch(rig: SentinelRig, tmp_path: Path,
                 "not_connected_lines": sum(line.startswith(NOT_CONNECTED)
                                            for script in scripts for line in script.lines)}
     finally:
-        for script in scripts:
+        for script in scripts:  # the processor's workers too, should it not have ended
+            workers = children(script.process.pid)
             script.kill()
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.job_workers
