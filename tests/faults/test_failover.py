@@ -150,6 +150,7 @@ def finished_on(port: int) -> int:
 
 
 def worker_count(port: int) -> int:
+    """How many RQ workers the Redis on ``port`` knows (0 if it is away)."""
     client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
     try:
         return client.scard("rq:workers")
@@ -173,7 +174,8 @@ def drain(script: Script) -> list[str]:
 
 
 def creator_outcome(creator: Script) -> dict[str, Any]:
-    """What a creator said: the jobs it created, each job's final lines, and the rest."""
+    """What a creator said: the jobs it created, and each job's final lines (one each
+    when it heard each end once)."""
     created = [m[1] for line in creator.lines if (m := CREATED_LINE.match(line))]
     finals: dict[str, list[str]] = {}
     for line in creator.lines:
@@ -224,8 +226,6 @@ def jobs_through_a_switch(rig: SentinelRig, tmp_path: Path,
         assert_no_crash(processor)
         outcomes = [creator_outcome(creator) for creator in creators]
         runs = Counter(run_log.read_text().split())
-        if os.environ.get("FAILOVER_DEBUG"):
-            print(runs.most_common(5), len(runs), [o["created"][:3] for o in outcomes])
         lost = reported_other = 0
         for outcome in outcomes:
             assert len(outcome["created"]) == JOBS_PER_CREATOR, outcome["created"][-5:]
