@@ -28,6 +28,7 @@ import socket
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 
 import redis
@@ -91,6 +92,8 @@ HEALTH_CHECK_SECONDS = 10
 # The sentinels' own connections: they answer at once, and a dead one must not hold up
 # asking the next, whatever the master's timeouts are.
 SENTINEL_TIMEOUT = 2.0
+# How often a Sentinel URL's pool asks the sentinels which master is current, at most.
+MASTER_CHECK_SECONDS = 0.5
 
 
 class FailoverInProgress(redis.ConnectionError):
@@ -232,10 +235,41 @@ def _checked(url: str | None) -> str:
     return url
 
 
-class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool,
-                            redis.BlockingConnectionPool):
-    """The servers' pool for a Sentinel URL: it asks the sentinels for the master, and waits
-    for a free connection as :func:`server_client`'s direct pool does."""
+class _FollowingSentinelPool(redis.sentinel.SentinelConnectionPool):
+    """A Sentinel URL's pool that leaves a demoted master within MASTER_CHECK_SECONDS.
+
+    After a failover the old master goes on taking writes on connections already open to
+    it until the sentinels turn it into a replica, 10-15 s later, and then throws them
+    away (measured: 899 writes acknowledged in 10 s, none on the new master). redis-py's
+    pool asks the sentinels only when it opens a connection. This one asks them at most
+    every MASTER_CHECK_SECONDS when it hands a connection out, and closes one that is
+    open to another server first: the command then connects to the current master.
+    """
+
+    _master: tuple[str, int] | None = None
+    _next_check = 0.0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> redis.connection.Connection:
+        connection = super().get_connection(*args, **kwargs)
+        master = self._current_master()
+        if master is not None and getattr(connection, "_sock", None) is not None \
+                and (connection.host, connection.port) != master:
+            connection.disconnect()
+        return connection
+
+    def _current_master(self) -> tuple[str, int] | None:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + MASTER_CHECK_SECONDS
+            # It also closes the idle connections to an old master (redis-py's own).
+            with suppress(redis.RedisError):  # the sentinels unreachable: the last known
+                self._master = self.proxy.get_master_address()
+        return self._master
+
+
+class _BlockingSentinelPool(_FollowingSentinelPool, redis.BlockingConnectionPool):
+    """The servers' pool for a Sentinel URL: it follows the master as its base does, and
+    waits for a free connection as :func:`server_client`'s direct pool does."""
 
 
 def _url_options(query: dict[str, str]) -> dict[str, Any]:
@@ -310,8 +344,7 @@ def _master_for(client_class: type, where: SentinelURL, options: dict[str, Any],
         pool_class = redis.asyncio.sentinel.SentinelConnectionPool
     else:
         manager = redis.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
-        pool_class = (_BlockingSentinelPool if blocking_pool
-                      else redis.sentinel.SentinelConnectionPool)
+        pool_class = _BlockingSentinelPool if blocking_pool else _FollowingSentinelPool
     if not blocking_pool:
         master.pop("timeout", None)
     return manager.master_for(where.service, redis_class=client_class,

@@ -175,7 +175,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that uses a real redis-server (one of the fixtures above) is marked
     ``redis_server``: ``pytest -m 'not redis_server'`` runs the fakeredis tests alone."""
     for item in items:
-        if {"_session_redis_url", "redis_server"} & set(getattr(item, "fixturenames", ())):
+        if {"_session_redis_url", "redis_server", "sentinel_rig"} & set(
+                getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis_server)
 
 

@@ -39,12 +39,13 @@ class Server(Script):
         return cls([sys.executable, f"{name}.py"], redis_url, **env)
 
     @classmethod
-    def granian(cls, factory: str, redis_url: str, workers: int = 3) -> Server:
+    def granian(cls, factory: str, redis_url: str, workers: int = 3, **env: str) -> Server:
         """The README's production command, e.g.
-        ``Server.granian("queuing.seats:create_app", url)``."""
+        ``Server.granian("queuing.seats:create_app", url)``; ``env``: more variables."""
         port = free_port()
         return cls([sys.executable, "-m", "granian", *GRANIAN_OPTIONS, "--workers", str(workers),
-                    "--host", "127.0.0.1", "--port", str(port), factory], redis_url, port=port)
+                    "--host", "127.0.0.1", "--port", str(port), factory], redis_url, port=port,
+                   **env)
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT

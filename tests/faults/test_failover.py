@@ -78,16 +78,6 @@ common.run(main)
 SWITCH_GRACE_SECONDS = 1.0
 WRITING_SECONDS = 3.0
 
-DEMOTED_MASTER_KEEPS_WRITES = (
-    "After SENTINEL FAILOVER the demoted master accepts writes on connections already open "
-    "for ~10 s, until the sentinels make it a replica (which discards them); redis-py's "
-    "Sentinel pool asks the sentinels only when it opens a connection, so the project's "
-    "clients keep writing there: acknowledged writes are lost, stock and seats oversold. "
-    "Fix in connection.py: check a connection's address against the sentinels' master "
-    "at checkout (cached briefly) and drop it when they differ.")
-
-
-@pytest.mark.xfail(strict=True, reason=DEMOTED_MASTER_KEEPS_WRITES)
 def test_a_client_writes_to_the_new_master_soon_after_the_switch(sentinel_rig):
     """A client of the Sentinel URL, writing all along: every write it has acknowledged
     from SWITCH_GRACE_SECONDS after the switch on is on the new master (the old master's
@@ -310,16 +300,20 @@ def sold_out_since(answers: list[Answer], item: int, since: float) -> bool:
     return any(moment > since and body == refused for moment, _, _, body in list(answers))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEMOTED_MASTER_KEEPS_WRITES)
-def test_the_servers_under_granian_serve_through_a_failover(sentinel_rig, running):
+@pytest.mark.parametrize("min_replicas", ["0", "1"], ids=["asynchronous", "replicated"])
+def test_the_servers_under_granian_serve_through_a_failover(sentinel_rig, running,
+                                                            min_replicas):
     """Both servers under granian on the Sentinel URL, clients reserving and reading all
-    along, SENTINEL FAILOVER in the middle: 503s while the master switches, never a 500
-    (checked with pytest.fail: not part of the expected failure); the requests reach the
-    new master within RESUME_BOUND; no product is sold beyond its stock, counted once the
-    old master is a replica again (its writes meanwhile are gone), and no seat beyond 50."""
+    along, SENTINEL FAILOVER in the middle: 503s while the master switches, never a 500;
+    the requests reach the new master within RESUME_BOUND. In the replicated mode
+    (REDIS_MIN_REPLICAS=1) no product is sold beyond its stock and no seat beyond 50,
+    counted once the old master is a replica again (its writes meanwhile are gone). In the
+    asynchronous mode those writes were confirmed and are lost: what the mode can lose
+    (docs/scaling-out.md) is printed, not asserted."""
     url = sentinel_rig.url
-    servers = {"stock": Server.granian("queuing.stock:create_app", url, workers=2),
-               "seats": Server.granian("queuing.seats:create_app", url, workers=2)}
+    servers = {name: Server.granian(f"queuing.{name}:create_app", url, workers=2,
+                                    REDIS_MIN_REPLICAS=min_replicas)
+               for name in ("stock", "seats")}
     running += servers.values()
     assert servers["seats"].get("/process")[0] == 200
     answers: list[Answer] = []
@@ -364,5 +358,6 @@ def test_the_servers_under_granian_serve_through_a_failover(sentinel_rig, runnin
           f"master a replica {demoted - switched:.2f}s after it; units confirmed "
           f"{confirmed} of {STOCK}; seats taken {len(seats_taken)}")
     assert resumed is not None, f"no request reached the new master within {RESUME_BOUND}s"
-    assert all(confirmed[item] <= STOCK[item] for item in STOCK), confirmed
-    assert len(seats_taken) <= SEATS, len(seats_taken)
+    if min_replicas == "1":
+        assert all(confirmed[item] <= STOCK[item] for item in STOCK), confirmed
+        assert len(seats_taken) <= SEATS, len(seats_taken)
