@@ -1,6 +1,6 @@
 """The pipeline through a Sentinel URL against the same master addressed directly.
 
-    .venv/bin/python bench/sentinel.py --rounds 3 --jobs 5000
+    .venv/bin/python bench/sentinel.py --rounds 5 --jobs 5000 --enqueue-jobs 50000
 
 A throwaway rig (queuing.local_redis.SentinelRig: a master, a replica, three sentinels on
 127.0.0.1) runs ``bench/pipeline.py`` in alternating rounds, with REDIS_URL the master's
@@ -25,9 +25,9 @@ from queuing.local_redis import SentinelRig
 PIPELINE = Path(__file__).resolve().parent / "pipeline.py"
 
 
-def run_pipeline(url: str, jobs: int) -> dict:
+def run_pipeline(url: str, jobs: int, enqueue_jobs: int) -> dict:
     done = subprocess.run(
-        [sys.executable, str(PIPELINE), "--jobs", str(jobs), "--enqueue-jobs", str(jobs),
+        [sys.executable, str(PIPELINE), "--jobs", str(jobs), "--enqueue-jobs", str(enqueue_jobs),
          "--count-jobs", "0", "--no-plain-rq"],
         env={**os.environ, "REDIS_URL": url}, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -36,7 +36,8 @@ def run_pipeline(url: str, jobs: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--jobs", type=int, default=5000, help="end to end")
+    parser.add_argument("--enqueue-jobs", type=int, default=50_000)
     args = parser.parse_args()
     figures: dict[str, dict[str, list[float]]] = {
         kind: {"end_to_end": [], "enqueue": []} for kind in ("direct", "sentinel")}
@@ -44,7 +45,7 @@ def main() -> int:
         for number in range(1, args.rounds + 1):
             for kind, url in (("direct", f"redis://127.0.0.1:{rig.master_port()}"),
                               ("sentinel", rig.url)):
-                result = run_pipeline(url, args.jobs)
+                result = run_pipeline(url, args.jobs, args.enqueue_jobs)
                 figures[kind]["end_to_end"].append(result["jobs_per_s"])
                 figures[kind]["enqueue"].append(result["enqueue_per_s"])
                 print(f"round {number} {kind:8} end to end {result['jobs_per_s']:7.0f}"
