@@ -107,6 +107,18 @@ class Script:
             self._queue.put(None)  # stay at end of output for later calls
         return line
 
+    def drain(self) -> list[str]:
+        """Every stdout line that arrived so far, without waiting."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return self.lines
+            if line is None:
+                self._queue.put(None)
+                return self.lines
+            self.lines.append(line)
+
     def wait_for(self, expected: str, timeout: float = 10) -> None:
         """Read lines until ``expected`` is seen."""
         deadline = time.monotonic() + timeout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import socket
 import sys
@@ -78,18 +77,6 @@ class Server(Script):
                 f"{'running' if status is None else f'ended with status {status}'}; "
                 f"its last lines {self.drain()[-10:]}; stderr:\n{self.stderr[-3000:]}"
             ) from None
-
-    def drain(self) -> list[str]:
-        """Every stdout line that arrived so far, without waiting."""
-        while True:
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                return self.lines
-            if line is None:
-                self._queue.put(None)
-                return self.lines
-            self.lines.append(line)
 
 
 def children(pid: int) -> list[int]:

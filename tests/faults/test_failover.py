@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
 import signal
 import sys
@@ -150,19 +149,6 @@ def worker_count(port: int) -> int:
         client.close()
 
 
-def drain(script: Script) -> list[str]:
-    """Every stdout line ``script`` printed so far, without waiting."""
-    while True:
-        try:
-            line = script._queue.get_nowait()
-        except queue.Empty:
-            return script.lines
-        if line is None:
-            script._queue.put(None)
-            return script.lines
-        script.lines.append(line)
-
-
 def creator_outcome(creator: Script) -> dict[str, Any]:
     """What a creator said: the jobs it created, and each job's final lines (one each
     when it heard each end once)."""
@@ -206,7 +192,7 @@ def jobs_through_a_switch(rig: SentinelRig, tmp_path: Path,
                        "switch", timeout=RESUME_BOUND)
         except AssertionError as error:
             raise AssertionError(f"{error}; finished {finished_at_switch}; processor: "
-                                 f"{drain(processor)[-20:]} {processor.stderr[-3000:]}; "
+                                 f"{processor.drain()[-20:]} {processor.stderr[-3000:]}; "
                                  f"{rig.logs()}") from None
         resumed = time.monotonic()
         for creator in creators:
