@@ -23,7 +23,6 @@ redis-py only opens a socket on the first command.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 import weakref
@@ -355,11 +354,12 @@ def _master_for(client_class: type, where: SentinelURL, options: dict[str, Any],
 _RQ_CLI_OPTIONS = {"health_check_interval": HEALTH_CHECK_SECONDS, "decode_responses": False}
 
 
-def rq_config(env: settings.Env = os.environ) -> dict[str, Any]:
+def rq_config(env: settings.Env | None = None) -> dict[str, Any]:
     """RQ's settings for ``REDIS_URL`` (its command line's ``-c`` module):
     ``{"REDIS_URL": url}`` for a direct URL, or ``{"SENTINEL": {...}}`` with the keys RQ 3's
-    get_redis_from_config reads (rq/cli/helpers.py), for a Sentinel one RQ cannot read."""
-    url = settings.redis_url(env)
+    get_redis_from_config reads (rq/cli/helpers.py), for a Sentinel one RQ cannot read.
+    ``env``: where REDIS_URL is read (default: the environment, through settings.py)."""
+    url = settings.redis_url() if env is None else settings.redis_url(env)
     check_redis_url(url)
     if not is_sentinel_url(url):
         return {"REDIS_URL": url}
