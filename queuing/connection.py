@@ -9,12 +9,12 @@ One factory per kind of client, and nothing else in the project makes one:
 - :func:`seat_worker_client`: the seat server's RQ worker thread's.
 
 Each takes a direct URL (``redis://``, ``rediss://``, ``unix://``) or a Sentinel one
-(``redis+sentinel://``, ``rediss+sentinel://``): then the client asks the sentinels where
-the master is, on every new connection, so after a failover it follows the new master.
-A failover shows as "not connected": the error replies of a server that is not the master
-right now (a demoted master's READONLY, ...) reach callers as :class:`FailoverInProgress`,
-a ``redis.ConnectionError``, so every ``except (redis.ConnectionError, redis.TimeoutError)``
-prints the course's not-connected line (or answers 503) and tries again.
+(``redis+sentinel://``, ``rediss+sentinel://``): then the client follows the master the
+sentinels name (sentinel.py). A failover shows as "not connected": the error replies of a
+server that is not the master right now reach callers as ``FailoverInProgress``, a
+``redis.ConnectionError`` (failover_errors.py), so every ``except (redis.ConnectionError,
+redis.TimeoutError)`` prints the course's not-connected line (or answers 503) and tries
+again.
 
 Nothing here connects at import time: a client is made when a script asks for one, and
 redis-py only opens a socket on the first command.
@@ -27,32 +27,20 @@ import socket
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from typing import Any
 
 import redis
 import redis.asyncio
-import redis.asyncio.sentinel
-import redis.sentinel
-from redis._parsers import (
-    _AsyncHiredisParser,
-    _AsyncRESP2Parser,
-    _AsyncRESP3Parser,
-    _HiredisParser,
-    _RESP2Parser,
-    _RESP3Parser,
-)
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
+from redis.backoff import ExponentialBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
-from redis.utils import HIREDIS_AVAILABLE
 
-from queuing import settings
+from queuing import sentinel, settings
 from queuing.console import log
+from queuing.failover_errors import FailoverInProgress, failover_parser
+from queuing.failover_errors import is_not_connected as is_not_connected  # for callers
 from queuing.settings import REDIS_URL_ENV, InvalidRedisURL
 from queuing.urls import (
-    SentinelURL,
     check_redis_url,
     is_sentinel_url,
     parse_sentinel_url,
@@ -88,88 +76,6 @@ KEEPALIVE_PROBES = 3
 # next command, so a dead one is replaced before it fails a command. A URL's
 # health_check_interval wins.
 HEALTH_CHECK_SECONDS = 10
-# The sentinels' own connections: they answer at once, and a dead one must not hold up
-# asking the next, whatever the master's timeouts are.
-SENTINEL_TIMEOUT = 2.0
-# How often a Sentinel URL's pool asks the sentinels which master is current, at most.
-MASTER_CHECK_SECONDS = 0.5
-
-
-class FailoverInProgress(redis.ConnectionError):
-    """The server answered, but it is not the master right now: a demoted master (READONLY),
-    a replica cut off from its master (MASTERDOWN), a master without the replicas it needs
-    (NOREPLICAS), a blocked command cut short by a switch of role (UNBLOCKED), a server still
-    loading its data (LOADING). None of these ran the command, so trying again is safe;
-    being a ConnectionError, redis-py drops the connection (the next one asks the sentinels
-    for the master again) and the project's retry loops treat it as not connected."""
-
-    def __str__(self) -> str:
-        message = super().__str__()
-        return f"{self.status_code} {message}" if self.status_code else message
-
-
-class _StillLoading(FailoverInProgress, redis.BusyLoadingError):
-    """LOADING: what redis-py calls BusyLoadingError, and a failover step too."""
-
-
-# Error reply codes that mean "the master is not here right now".
-FAILOVER_REPLIES: dict[str, type[FailoverInProgress]] = {
-    "READONLY": FailoverInProgress,
-    "MASTERDOWN": FailoverInProgress,
-    "NOREPLICAS": FailoverInProgress,
-    "UNBLOCKED": FailoverInProgress,
-    "LOADING": _StillLoading,
-}
-_EXCEPTION_CLASSES = {**_RESP2Parser.EXCEPTION_CLASSES, **FAILOVER_REPLIES}
-
-
-# redis-py's parsers, hiredis included (it calls parse_error for every error reply), turn
-# an error reply into the class EXCEPTION_CLASSES names for its code: these map the codes
-# above to FailoverInProgress, for the clients made here only.
-class _FailoverHiredisParser(_HiredisParser):
-    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
-
-
-class _FailoverRESP2Parser(_RESP2Parser):
-    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
-
-
-class _FailoverRESP3Parser(_RESP3Parser):
-    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
-
-
-class _FailoverAsyncHiredisParser(_AsyncHiredisParser):
-    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
-
-
-class _FailoverAsyncRESP2Parser(_AsyncRESP2Parser):
-    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
-
-
-class _FailoverAsyncRESP3Parser(_AsyncRESP3Parser):
-    EXCEPTION_CLASSES = _EXCEPTION_CLASSES
-
-
-def failover_parser(protocol: int = 2, is_async: bool = False) -> type:
-    """The parser class for a client's connections. redis-py swaps only its own RESP2
-    parser for RESP3 when protocol=3, so the protocol picks the Python parser here."""
-    if HIREDIS_AVAILABLE:
-        return _FailoverAsyncHiredisParser if is_async else _FailoverHiredisParser
-    if protocol == 3:
-        return _FailoverAsyncRESP3Parser if is_async else _FailoverRESP3Parser
-    return _FailoverAsyncRESP2Parser if is_async else _FailoverRESP2Parser
-
-
-def is_not_connected(error: BaseException) -> bool:
-    """Whether ``error`` means Redis cannot take commands right now (and a retry may work):
-    a lost connection, a timeout, or a failover's error reply, also from a client not made
-    here (redis-py's ReadOnlyError, ...) or returned inside a pipeline's replies."""
-    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
-        return True
-    if isinstance(error, redis.ResponseError):
-        code = error.status_code or str(error).split(" ", 1)[0]
-        return code in FAILOVER_REPLIES
-    return False
 
 
 def keepalive_options() -> dict[int, int]:
@@ -234,49 +140,6 @@ def _checked(url: str | None) -> str:
     return url
 
 
-class _FollowingSentinelPool(redis.sentinel.SentinelConnectionPool):
-    """A Sentinel URL's pool that leaves a demoted master within MASTER_CHECK_SECONDS.
-
-    After a failover the old master goes on taking writes on connections already open to
-    it until the sentinels turn it into a replica, 10-15 s later, and then throws them
-    away (measured: 899 writes acknowledged in 10 s, none on the new master). redis-py's
-    pool asks the sentinels only when it opens a connection. This one asks them at most
-    every MASTER_CHECK_SECONDS when it hands a connection out, and closes one that is
-    open to another server first: the command then connects to the current master.
-    """
-
-    _master: tuple[str, int] | None = None
-    _next_check = 0.0
-
-    def get_connection(self, *args: Any, **kwargs: Any) -> redis.connection.Connection:
-        connection = super().get_connection(*args, **kwargs)
-        master = self._current_master()
-        if master is not None and getattr(connection, "_sock", None) is not None \
-                and (connection.host, connection.port) != master:
-            connection.disconnect()
-        return connection
-
-    def _current_master(self) -> tuple[str, int] | None:
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._next_check = now + MASTER_CHECK_SECONDS
-            # It also closes the idle connections to an old master (redis-py's own).
-            with suppress(redis.RedisError):  # the sentinels unreachable: the last known
-                self._master = self.proxy.get_master_address()
-        return self._master
-
-
-class _BlockingSentinelPool(_FollowingSentinelPool, redis.BlockingConnectionPool):
-    """The servers' pool for a Sentinel URL: it follows the master as its base does, and
-    waits for a free connection as :func:`server_client`'s direct pool does."""
-
-
-def _url_options(query: dict[str, str]) -> dict[str, Any]:
-    # Typed as redis-py's parse_url types a URL's query.
-    return {name: URL_QUERY_ARGUMENT_PARSERS.get(name, str)(value)
-            for name, value in query.items()}
-
-
 def _from_url(client_class: type, url: str | None, options: dict[str, Any],
               blocking_pool: bool = False) -> Any:
     """The one place a URL becomes a client: ``options`` are the factory's, and the URL's
@@ -286,7 +149,8 @@ def _from_url(client_class: type, url: str | None, options: dict[str, Any],
     is_async = issubclass(client_class, redis.asyncio.Redis)
     options.setdefault("decode_responses", True)
     if is_sentinel_url(url):
-        return _master_for(client_class, parse_sentinel_url(url), options, blocking_pool)
+        return sentinel.master_for(client_class, parse_sentinel_url(url), options,
+                                   blocking_pool, keepalive_options())
     try:
         from_the_url = parse_url(url)
     except ValueError:
@@ -307,49 +171,6 @@ def _from_url(client_class: type, url: str | None, options: dict[str, Any],
     return client
 
 
-def sentinel_settings(where: SentinelURL, options: dict[str, Any] | None = None,
-                      is_async: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The keyword arguments of a Sentinel URL's master connections (``options``, a
-    factory's, under the URL's own) and of its sentinels' connections, as redis-py's
-    Sentinel takes them (``sentinel_kwargs``): for the factories and RQ's command line."""
-    from_the_url = _url_options(where.options)
-    tls = {name: value for name, value in from_the_url.items() if name.startswith("ssl_")}
-    master = {"socket_keepalive": True, "socket_keepalive_options": keepalive_options(),
-              **(options or {}), **from_the_url, "db": where.db, "ssl": where.tls}
-    if where.username:
-        master["username"] = where.username
-    if where.password:
-        master["password"] = where.password
-    master["parser_class"] = failover_parser(master.get("protocol", 2), is_async)
-    sentinels = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
-                 "socket_keepalive": master["socket_keepalive"],
-                 "socket_keepalive_options": keepalive_options(),
-                 "password": where.sentinel_password,
-                 # The next sentinel is the retry: a dead one is not tried again and again.
-                 "retry": (AsyncRetry if is_async else Retry)(NoBackoff(), 0)}
-    if where.tls:
-        sentinels |= {"ssl": True, **tls}
-    return master, sentinels
-
-
-def _master_for(client_class: type, where: SentinelURL, options: dict[str, Any],
-                blocking_pool: bool) -> Any:
-    """A client on the master the sentinels name (redis-py's Sentinel.master_for), with the
-    options a direct client of the same factory has."""
-    is_async = issubclass(client_class, redis.asyncio.Redis)
-    master, sentinels = sentinel_settings(where, options, is_async)
-    if is_async:
-        manager = redis.asyncio.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
-        pool_class = redis.asyncio.sentinel.SentinelConnectionPool
-    else:
-        manager = redis.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
-        pool_class = _BlockingSentinelPool if blocking_pool else _FollowingSentinelPool
-    if not blocking_pool:
-        master.pop("timeout", None)
-    return manager.master_for(where.service, redis_class=client_class,
-                              connection_pool_class=pool_class, **master)
-
-
 # What RQ's command line gets (queuing.rq_settings): what the project's workers have.
 _RQ_CLI_OPTIONS = {"health_check_interval": HEALTH_CHECK_SECONDS, "decode_responses": False}
 
@@ -364,7 +185,8 @@ def rq_config(env: settings.Env | None = None) -> dict[str, Any]:
     if not is_sentinel_url(url):
         return {"REDIS_URL": url}
     where = parse_sentinel_url(url)
-    master, sentinels = sentinel_settings(where, dict(_RQ_CLI_OPTIONS))
+    master, sentinels = sentinel.sentinel_settings(where, dict(_RQ_CLI_OPTIONS),
+                                                   keepalive=keepalive_options())
     return {"SENTINEL": {
         "INSTANCES": where.sentinels,
         "MASTER_NAME": where.service,

@@ -10,7 +10,7 @@ import sys
 import pytest
 import redis
 
-from queuing import cli, connection, console, settings
+from queuing import cli, connection, console, failover_errors, settings
 from queuing.connection import (
     MAX_RETRY_DELAY,
     check_server_accepts,
@@ -544,9 +544,9 @@ def test_failover_replies_are_connection_errors(reply, protocol, is_async):
 
 
 @pytest.mark.parametrize("parser", [
-    connection._FailoverHiredisParser, connection._FailoverRESP2Parser,
-    connection._FailoverRESP3Parser, connection._FailoverAsyncHiredisParser,
-    connection._FailoverAsyncRESP2Parser, connection._FailoverAsyncRESP3Parser,
+    failover_errors._FailoverHiredisParser, failover_errors._FailoverRESP2Parser,
+    failover_errors._FailoverRESP3Parser, failover_errors._FailoverAsyncHiredisParser,
+    failover_errors._FailoverAsyncRESP2Parser, failover_errors._FailoverAsyncRESP3Parser,
 ])
 def test_every_parser_maps_readonly_and_leaves_other_errors_alone(parser):
     assert isinstance(parser.parse_error("READONLY no"), connection.FailoverInProgress)
@@ -557,7 +557,7 @@ def test_every_parser_maps_readonly_and_leaves_other_errors_alone(parser):
 
 def test_hiredis_raises_the_mapped_error_for_a_reply_off_the_wire():
     hiredis = pytest.importorskip("hiredis")
-    reader = hiredis.Reader(replyError=connection._FailoverHiredisParser.parse_error)
+    reader = hiredis.Reader(replyError=failover_errors._FailoverHiredisParser.parse_error)
     reader.feed(b"-READONLY You can't write against a read only replica.\r\n")
     assert isinstance(reader.gets(), connection.FailoverInProgress)
 
@@ -588,12 +588,12 @@ def test_every_client_parses_failover_replies(make):
 
 
 def test_a_resp3_url_gets_a_parser_for_resp3(monkeypatch):
-    monkeypatch.setattr(connection, "HIREDIS_AVAILABLE", False)
+    monkeypatch.setattr(failover_errors, "HIREDIS_AVAILABLE", False)
     for url in ("redis://h?protocol=3", "redis+sentinel://h/m?protocol=3"):
         assert (connect(url).connection_pool.connection_kwargs["parser_class"]
-                is connection._FailoverRESP3Parser)
+                is failover_errors._FailoverRESP3Parser)
     assert (connect("redis://h").connection_pool.connection_kwargs["parser_class"]
-            is connection._FailoverRESP2Parser)
+            is failover_errors._FailoverRESP2Parser)
 
 
 # --- The connected check asks ROLE ---
