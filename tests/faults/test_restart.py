@@ -148,7 +148,8 @@ def test_a_redis_restart_while_jobs_flow_leaves_no_job_started(tmp_path):
                 event for event in batch.events() if event.is_final))
             reader.start()
             reader.join(timeout=60)
-            assert not reader.is_alive(), f"{count - len(finals)} jobs never ended"
+            assert not reader.is_alive(), (f"{count - len(finals)} jobs never ended; "
+                                           f"processor 7: {processor.stderr[-2000:]}")
         assert {event.job_id for event in finals} == set(batch.job_ids)
         wait_until(lambda: queue.finished_job_registry.count == count, "every job finished")
         assert queue.started_job_registry.get_job_ids() == []
