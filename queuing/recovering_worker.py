@@ -95,6 +95,11 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
     def check_for_suspension(self, burst: bool) -> None:
         self.through_restarts(super().check_for_suspension, burst, stoppable=True)
 
+    def run_maintenance_tasks(self) -> None:
+        # RQ's loop quits on any error of its maintenance: Redis stopping in its middle
+        # ("Connection closed by server") stopped the worker, and its processor with it.
+        self.through_restarts(super().run_maintenance_tasks, stoppable=True)
+
     def heartbeat(self, *args: Any, **kwargs: Any) -> None:
         if args or kwargs:
             self._heartbeat(*args, **kwargs)

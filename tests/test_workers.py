@@ -155,3 +155,25 @@ def test_a_running_worker_schedules_in_a_thread_that_stops_with_it(redis_url):
     assert not thread.is_alive()
     assert not connection.exists(RQScheduler.get_locking_key(SMS_QUEUE))  # released
     connection.close()
+
+
+# -- Through a Redis restart -----------------------------------------------------------------
+
+@pytest.mark.parametrize("worker_class", [workers.ProcessorWorker, workers.LeanProcessorWorker])
+def test_maintenance_that_meets_a_restart_waits_instead_of_quitting(fake_server, monkeypatch,
+                                                                    worker_class):
+    """RQ's work loop quits on any exception its maintenance raises: Redis stopping in the
+    middle of it ("Connection closed by server") stopped a processor's worker, and the
+    processor with it, while the jobs waited."""
+    connection = fakeredis.FakeRedis(server=fake_server)
+    worker = worker_class([SMS_QUEUE], connection=connection, serializer=JSONSerializer)
+    calls = []
+
+    def clean_registries_once_cut_off() -> None:
+        calls.append("clean")
+        if len(calls) == 1:
+            raise workers.redis.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(worker, "clean_registries", clean_registries_once_cut_off)
+    worker.run_maintenance_tasks()  # does not raise: waits for Redis, then runs again
+    assert calls == ["clean", "clean"]
