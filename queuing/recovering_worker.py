@@ -95,6 +95,14 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
     def check_for_suspension(self, burst: bool) -> None:
         self.through_restarts(super().check_for_suspension, burst, stoppable=True)
 
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        # RQ's wait for a job starts by marking the worker idle, outside the part of it
+        # that waits through a lost connection: Redis going away then stopped the worker.
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+        else:
+            self.through_restarts(super().set_state, state, stoppable=True)
+
     def run_maintenance_tasks(self) -> None:
         # RQ's loop quits on any error of its maintenance: Redis stopping in its middle
         # ("Connection closed by server") stopped the worker, and its processor with it.

@@ -40,6 +40,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any
@@ -98,6 +99,15 @@ _LOST_REDIS = "Worker %s: could not connect to Redis instance"
 _QUITTING = "Worker %s: found an unhandled exception, quitting..."
 
 
+def _where(error: BaseException | None) -> str:
+    """`` (in work > execute_job > heartbeat)``: RQ's and our calls that led from the work
+    loop to ``error``, so the one line says where the worker met it."""
+    frames = traceback.extract_tb(error.__traceback__) if error is not None else []
+    names = [frame.name for frame in frames
+             if "/rq/" in frame.filename or "/queuing/" in frame.filename]
+    return f" (in {' > '.join(names[:8])})" if names else ""
+
+
 class _CourseLines(logging.LoggerAdapter):
     """RQ's worker log, where losing Redis becomes the course's not-connected line, and a
     work loop that quits on an error one line saying why (the traceback with RQ_VERBOSE)."""
@@ -109,7 +119,8 @@ class _CourseLines(logging.LoggerAdapter):
             error = sys.exc_info()[1]
             detail = str(error).strip().splitlines()
             console.log_error(f"Worker {args[0] if args else ''} stopped on an error: "
-                             f"{type(error).__name__}{': ' + detail[0] if detail else ''}")
+                             f"{type(error).__name__}{': ' + detail[0] if detail else ''}"
+                             f"{_where(error)}")
         else:
             self.logger.error(msg, *args, **kwargs)
 

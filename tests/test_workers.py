@@ -177,3 +177,25 @@ def test_maintenance_that_meets_a_restart_waits_instead_of_quitting(fake_server,
     monkeypatch.setattr(worker, "clean_registries", clean_registries_once_cut_off)
     worker.run_maintenance_tasks()  # does not raise: waits for Redis, then runs again
     assert calls == ["clean", "clean"]
+
+
+@pytest.mark.parametrize("worker_class", [workers.ProcessorWorker, workers.LeanProcessorWorker])
+def test_a_state_change_that_meets_a_restart_waits_instead_of_quitting(fake_server,
+                                                                       monkeypatch,
+                                                                       worker_class):
+    """RQ's wait for a job starts by marking the worker idle: Redis going away at that
+    moment ("Connection reset by peer") stopped the worker, and its processor."""
+    connection = fakeredis.FakeRedis(server=fake_server)
+    worker = worker_class([SMS_QUEUE], connection=connection, serializer=JSONSerializer)
+    calls = []
+    real_hset = connection.hset
+
+    def hset_once_cut_off(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise workers.redis.ConnectionError("Error while reading: Connection reset by peer")
+        return real_hset(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "hset", hset_once_cut_off)
+    worker.set_state("idle")  # does not raise: waits for Redis, then sets it
+    assert len(calls) == 2 and connection.hget(worker.key, "state") == b"idle"
