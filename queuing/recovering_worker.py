@@ -68,7 +68,7 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
                 wait_until_connected(self.connection, quiet=True)
                 retried = True
         self.perform_job(job, queue, execution)
-        self.through_restarts(self.set_state, WorkerStatus.IDLE)
+        self.set_state(WorkerStatus.IDLE)  # it waits through a restart itself
 
     def _drop_executions_of(self, job: Job) -> None:
         for member in self.connection.smembers(self.executions_key):
