@@ -32,7 +32,27 @@ SENTINEL_TIMEOUT = 2.0
 MASTER_CHECK_SECONDS = 0.5
 
 
-class _FollowingSentinelPool(redis.sentinel.SentinelConnectionPool):
+class _MasterCheck:
+    """When a Sentinel URL's pool asks the sentinels next which master is current (at most
+    every MASTER_CHECK_SECONDS), and the master they named last."""
+
+    _master: tuple[str, int] | None = None
+    _next_check = 0.0
+
+    def _check_is_due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + MASTER_CHECK_SECONDS
+        return True
+
+    def _elsewhere(self, connection: Any) -> bool:
+        """Whether ``connection`` is to a server other than the current master (as far as
+        the sentinels were last heard)."""
+        return self._master is not None and (connection.host, connection.port) != self._master
+
+
+class _FollowingSentinelPool(_MasterCheck, redis.sentinel.SentinelConnectionPool):
     """A Sentinel URL's pool that leaves a demoted master within MASTER_CHECK_SECONDS.
 
     After a failover the old master goes on taking writes on connections already open to
@@ -43,25 +63,36 @@ class _FollowingSentinelPool(redis.sentinel.SentinelConnectionPool):
     open to another server first: the command then connects to the current master.
     """
 
-    _master: tuple[str, int] | None = None
-    _next_check = 0.0
-
     def get_connection(self, *args: Any, **kwargs: Any) -> redis.connection.Connection:
         connection = super().get_connection(*args, **kwargs)
-        master = self._current_master()
-        if master is not None and getattr(connection, "_sock", None) is not None \
-                and (connection.host, connection.port) != master:
-            connection.disconnect()
-        return connection
-
-    def _current_master(self) -> tuple[str, int] | None:
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._next_check = now + MASTER_CHECK_SECONDS
+        if self._check_is_due():
             # It also closes the idle connections to an old master (redis-py's own).
             with suppress(redis.RedisError):  # the sentinels unreachable: the last known
                 self._master = self.proxy.get_master_address()
-        return self._master
+        if getattr(connection, "_sock", None) is not None and self._elsewhere(connection):
+            connection.disconnect()
+        return connection
+
+
+class _FollowingAsyncSentinelPool(_MasterCheck, redis.asyncio.sentinel.SentinelConnectionPool):
+    """The asyncio flavour of :class:`_FollowingSentinelPool`. A closed connection is
+    opened again here, through the sentinels: redis.asyncio reopens one a command finds
+    closed at its last address, the old master's."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = await super().get_connection(*args, **kwargs)
+        try:
+            if self._check_is_due():
+                # It also closes the idle connections to an old master (redis-py's own).
+                with suppress(redis.RedisError):  # the sentinels unreachable: the last known
+                    self._master = await self.get_master_address()
+            if connection.is_connected and self._elsewhere(connection):
+                await connection.disconnect()
+                await connection.connect()  # SentinelManagedConnection's: asks the sentinels
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
 
 
 class _BlockingSentinelPool(_FollowingSentinelPool, redis.BlockingConnectionPool):
@@ -111,7 +142,7 @@ def master_for(client_class: type, where: SentinelURL, options: dict[str, Any],
     master, sentinels = sentinel_settings(where, options, is_async, keepalive)
     if is_async:
         manager = redis.asyncio.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
-        pool_class = redis.asyncio.sentinel.SentinelConnectionPool
+        pool_class = _FollowingAsyncSentinelPool
     else:
         manager = redis.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
         pool_class = _BlockingSentinelPool if blocking_pool else _FollowingSentinelPool
