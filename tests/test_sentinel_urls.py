@@ -1,5 +1,6 @@
 """REDIS_URL naming a master that Redis Sentinel watches: the URL's forms, the clients made
-from it, and a real master with a real sentinel (throwaway redis-server processes)."""
+from it, and a real master, replica and sentinels (local_redis.SentinelRig: throwaway
+redis-server processes)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import redis
@@ -20,7 +19,7 @@ from rq.cli.helpers import get_redis_from_config
 from rq.connections import parse_connection
 
 from queuing import connection, settings, urls
-from queuing.local_redis import RedisServer, RedisServerNotFound, find_redis_server, free_port
+from queuing.local_redis import RedisServer, RedisServerNotFound, SentinelRig
 from queuing.urls import SentinelURL, parse_sentinel_url
 from tests.processes import ROOT, run_script, script_env, skip_unless_ci
 
@@ -99,9 +98,8 @@ def test_only_sentinel_schemes_are_sentinel_urls():
         parse_sentinel_url("redis://h:26379/0")
 
 
-# --- A real master, a replica and one sentinel, as throwaway processes ---
+# --- A real master, a replica and three sentinels (local_redis.SentinelRig) ---
 
-SERVICE = "mymaster"
 RIG_WAIT = 20.0
 
 
@@ -120,66 +118,42 @@ def poll(condition: Callable[[], object], what: str, timeout: float = RIG_WAIT) 
         time.sleep(0.05)
 
 
-class LocalSentinel:
-    """One sentinel (``redis-server <conf> --sentinel``) watching ``master_port``: its
-    config file is written, and rewritten by the sentinel, in ``folder``."""
-
-    def __init__(self, folder: Path, master_port: int) -> None:
-        self.port = free_port()
-        self.config = folder / "sentinel.conf"
-        self.config.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {folder}\nlogfile sentinel.log\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 1\n"
-            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-            f"sentinel failover-timeout {SERVICE} 5000\n")
-        self.process = subprocess.Popen([find_redis_server(), str(self.config), "--sentinel"],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        self.client = redis.Redis(port=self.port, socket_timeout=1, decode_responses=True)
-
-    def master(self) -> tuple[str, int] | None:
-        address = self.client.sentinel_get_master_addr_by_name(SERVICE)
-        return (address[0], int(address[1])) if address else None
-
-    def close(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @contextlib.contextmanager
-def sentinel_rig(folder: Path) -> Iterator[SimpleNamespace]:
-    """A master, its replica and a sentinel watching the master, which knows the replica."""
+def started_rig() -> Iterator[SentinelRig]:
+    """A SentinelRig, stopped and removed afterwards. Without a redis-server it skips,
+    except in CI, where it fails."""
     try:
-        # No wait before a replica's first sync (Redis 7 waits 5 s for more replicas).
-        master = RedisServer("--repl-diskless-sync-delay", "0").start()
-    except (RedisServerNotFound, RuntimeError) as error:
+        rig = SentinelRig()
+    except RedisServerNotFound as error:
         skip_unless_ci(str(error))
-    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port),
-                          "--repl-diskless-sync-delay", "0").start()
-    sentinel = LocalSentinel(folder, master.port)
-    try:
-        poll(sentinel.master, "the sentinel to name the master")
-        poll(lambda: redis.Redis(port=replica.port).info("replication")["master_link_status"]
-             == "up", "the replica to sync")
-        poll(lambda: sentinel.client.sentinel_slaves(SERVICE), "the sentinel to see the replica")
-        yield SimpleNamespace(master=master, replica=replica, sentinel=sentinel,
-                              url=f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}")
-    finally:
-        sentinel.close()
-        replica.close()
-        master.close()
+    with rig:
+        yield rig
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory):
+def rig() -> Iterator[SentinelRig]:
     """One rig for the tests that leave its master where it is."""
-    with sentinel_rig(tmp_path_factory.mktemp("sentinel")) as started:
+    with started_rig() as started:
         yield started
+
+
+@pytest.fixture
+def switching() -> Iterator[SentinelRig]:
+    """A rig of the test's own, to fail over."""
+    with started_rig() as started:
+        yield started
+
+
+def master_url(rig: SentinelRig) -> str:
+    """The direct URL of the rig's master (``redis://``)."""
+    return rig.servers[rig.master_port()].url
+
+
+def replica_url(rig: SentinelRig) -> str:
+    """The direct URL of the rig's replica."""
+    master = rig.master_port()
+    [replica] = [server for port, server in rig.servers.items() if port != master]
+    return replica.url
 
 
 @pytest.mark.redis_server
@@ -196,10 +170,10 @@ def test_every_client_writes_to_the_master_the_sentinel_names(rig, make):
     client = make(rig.url)
     try:
         assert client.set(f"written-by-{make.__name__}", "yes")
-        assert connection.text(redis.Redis(port=rig.master.port).get(
+        assert connection.text(redis.Redis(port=rig.master_port()).get(
             f"written-by-{make.__name__}")) == "yes"
         host, port = client.connection_pool.get_master_address()
-        assert (host, int(port)) == ("127.0.0.1", rig.master.port)
+        assert (host, int(port)) == ("127.0.0.1", rig.master_port())
     finally:
         client.close()
 
@@ -230,7 +204,7 @@ def test_set_and_get_through_connect(rig, capsys):
 @pytest.mark.redis_server
 def test_a_replicas_readonly_is_not_connected(rig):
     # A direct URL naming the replica: what a client still on a demoted master meets.
-    client = connection.connect(rig.replica.url)
+    client = connection.connect(replica_url(rig))
     with pytest.raises(connection.FailoverInProgress) as caught:
         client.set("refused", "1")
     assert isinstance(caught.value, redis.ConnectionError)
@@ -256,16 +230,16 @@ def test_the_connected_check_waits_while_the_server_is_a_replica(rig, capsys):
             raise KeyboardInterrupt  # enough: it would wait for ever
 
     with pytest.raises(KeyboardInterrupt):
-        connection.wait_until_connected(connection.connect(rig.replica.url), sleep=sleep)
+        connection.wait_until_connected(connection.connect(replica_url(rig)), sleep=sleep)
     assert capsys.readouterr().out.splitlines() == [
         f"Redis client not connected to the server: {connection.REPLICA}"] * 2
 
 
 @pytest.mark.redis_server
 def test_a_direct_url_at_the_sentinel_itself_is_a_config_error(rig):
+    at_a_sentinel = f"redis://127.0.0.1:{rig.sentinel_ports[0]}"
     with pytest.raises(settings.ConfigError, match="points at a Redis Sentinel"):
-        connection.wait_until_connected(connection.connect(f"redis://127.0.0.1:{rig.sentinel.port}"),
-                                        sleep=pytest.fail)
+        connection.wait_until_connected(connection.connect(at_a_sentinel), sleep=pytest.fail)
 
 
 @pytest.mark.redis_server
@@ -328,7 +302,7 @@ def test_rqs_own_helper_connects_through_the_sentinel(rig):
     client = get_redis_from_config(connection.rq_config({"REDIS_URL": rig.url}))
     try:
         assert client.set("from-rq-cli", "1")
-        assert redis.Redis(port=rig.master.port).get("from-rq-cli") == b"1"
+        assert redis.Redis(port=rig.master_port()).get("from-rq-cli") == b"1"
         parser = client.connection_pool.connection_kwargs["parser_class"]
         assert parser.EXCEPTION_CLASSES["READONLY"] is connection.FailoverInProgress
     finally:
@@ -362,31 +336,27 @@ def test_rqs_scheduler_rebuilds_a_working_client_from_a_sentinel_one(rig):
                                                                 **kwargs))
     try:
         assert rebuilt.set("from-the-scheduler", "1")
-        assert redis.Redis(port=rig.master.port).get("from-the-scheduler") == b"1"
+        assert redis.Redis(port=rig.master_port()).get("from-the-scheduler") == b"1"
     finally:
         rebuilt.close()
 
 
 @pytest.mark.redis_server
-def test_a_client_follows_the_master_through_a_failover(tmp_path, capsys):
-    with sentinel_rig(tmp_path) as switching:
-        client = connection.connect(switching.url)
-        server = connection.server_client(switching.url)
-        assert client.set("before", "1") and server.get("before") == "1"
-        # NOGOODSLAVE until the sentinel has the replica's INFO: asked again until it starts.
-        poll(lambda: switching.sentinel.client.sentinel_failover(SERVICE),
-             "the sentinel to start a failover")
-        poll(lambda: switching.sentinel.master() == ("127.0.0.1", switching.replica.port),
-             "the sentinel to name the replica as master")
-        # The old master is demoted (as the sentinel does within its 10 s round of INFO):
-        # a client still connected to it meets READONLY once, as not connected, then asks
-        # the sentinel again and writes to the new master.
-        redis.Redis(port=switching.master.port).replicaof("127.0.0.1", switching.replica.port)
-        assert connection.through_outages(client, client.set, "after", "2")
-        assert poll(lambda: server.get("after"), "the server client to read it") == "2"
-        assert redis.Redis(port=switching.replica.port).get("after") == b"2"
-        client.close()
-        server.close()
+def test_a_client_follows_the_master_through_a_failover(switching, capsys):
+    client = connection.connect(switching.url)
+    server = connection.server_client(switching.url)
+    assert client.set("before", "1") and server.get("before") == "1"
+    old = switching.master_port()
+    new = switching.failover()  # every sentinel names the replica, which answers as master
+    # The old master is demoted (as the sentinels do within their 10 s round of INFO): a
+    # client still connected to it may meet READONLY once, as not connected, then asks the
+    # sentinels again and writes to the new master.
+    redis.Redis(port=old).replicaof("127.0.0.1", new)
+    assert connection.through_outages(client, client.set, "after", "2")
+    assert poll(lambda: server.get("after"), "the server client to read it") == "2"
+    assert redis.Redis(port=new).get("after") == b"2"
+    client.close()
+    server.close()
     out = capsys.readouterr().out
     assert set(out.splitlines()) <= {
         f"Redis client not connected to the server: {line}" for line in (
@@ -396,7 +366,7 @@ def test_a_client_follows_the_master_through_a_failover(tmp_path, capsys):
 
 
 @pytest.mark.redis_server
-@pytest.mark.parametrize("url_of", [lambda rig: rig.master.url, lambda rig: rig.url])
+@pytest.mark.parametrize("url_of", [master_url, lambda rig: rig.url])
 def test_connections_have_tcp_keepalive_set(rig, url_of):
     client = connection.rq_client(url_of(rig))
     try:
