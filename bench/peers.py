@@ -1,14 +1,16 @@
 """Side by side: Kue 0.11.6, BullMQ and ours on the 7_job workload; Express and ours over HTTP.
 
-    PYTHONPATH=. .venv/bin/python bench/peers.py --loaded        # ~2-3 min a round; needs node, wrk
+    PYTHONPATH=. .venv/bin/python bench/peers.py --loaded        # ~1.5 min a round; node, wrk
 
 The peers are the drivers in ``--anchors`` (default /work/shared/anchors): ``kue-bench``,
 ``bullmq-bench`` and ``express-bench``. Their ``run.sh`` installs their npm packages into
 ``~/.cache/qs-anchors/<name>`` (one run with 110 jobs before the first round, not counted);
 then this bench starts their ``processor.js`` and ``creator.js`` itself, to time and
 measure each process. Every measurement gets a fresh throwaway redis-server on a free port
-(``local_redis.RedisServer``, never 6379). In every round each system runs once, the order
-turned by one system each round, so no system always goes first:
+(``local_redis.RedisServer``, never 6379). Before each round it waits (``--calm-wait``,
+90 s at most) until the cores are at most ``--calm`` busy (50 %; /proc/stat over 1 s) and
+records how busy they were. In every round each system runs once, the order turned by one
+system each round, so no system always goes first:
 
 1. end to end (``jobs_per_s``): ``--jobs`` jobs (5,000) run by two at a time, the creator
    hearing every progress/completed/failed event. Ours: ``pipeline.pipeline_phase``
@@ -103,6 +105,17 @@ def busy_share(seconds: float = 1.0) -> float:
     time.sleep(seconds)
     total_after, idle_after = sample()
     return round(1 - (idle_after - idle_before) / max(total_after - total_before, 1), 2)
+
+
+def wait_for_calm(most_busy: float, longest: float) -> float:
+    """Wait (at most ``longest`` seconds) until the cores are at most ``most_busy`` busy; the
+    share seen last. A neighbour's burst then lands less often in a round."""
+    deadline = time.monotonic() + longest
+    busy = busy_share()
+    while busy > most_busy and time.monotonic() < deadline:
+        time.sleep(4)
+        busy = busy_share()
+    return busy
 
 
 # --- Peers' processes -------------------------------------------------------------------
@@ -419,7 +432,7 @@ def draw_chart(lines: list[dict], path: Path, title: str, jobs_count: int) -> No
     jobs_axes.set_ylabel("jobs/s, end to end (median; bar: range)")
     jobs_axes.set_title(f"7_job workload, {jobs_count:,} jobs, 2 at a time, every event heard",
                         fontsize=10)
-    jobs_axes.legend(loc="upper left", frameon=False)
+    jobs_axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     runs = [values(lines, server, "http", lambda r: r["req_per_s"]) for server in HTTP_SERVERS]
     bars(http_axes, range(len(HTTP_SERVERS)), runs, 0.6, "#54a24b", None)
     p99 = [median_or_none(values(lines, server, "http", lambda r: r["p99_ms"]))
@@ -473,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also end to end with a busy loop per core")
     parser.add_argument("--seconds", type=int, default=10, help="wrk -d of each HTTP run")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--calm", type=float, default=0.5, metavar="SHARE",
+                        help="before a round, wait until the cores are at most this busy")
+    parser.add_argument("--calm-wait", type=float, default=90, metavar="SECONDS",
+                        help="... but no longer than this (0: do not wait)")
     parser.add_argument("--anchors", type=Path, default=Path("/work/shared/anchors"))
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--chart", type=Path, default=ROOT / "bench" / "results" / "peers.png")
@@ -493,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     header["versions"] = install_peers(args.anchors)
     log(f"start: {json.dumps(header)}")
     lines: list[dict] = []
+    busy_before: list[float] = []
     with open(raw_path, "w") as raw:
         raw.write(json.dumps(header) + "\n")
 
@@ -508,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  round {round_number} {kind:15} {system:16} {shown}")
 
         for round_number in range(1, args.rounds + 1):
-            busy = busy_share()
+            busy = wait_for_calm(args.calm, args.calm_wait)
+            busy_before.append(busy)
             raw.write(json.dumps({"round": round_number, "load_average": load_average(),
                                   "busy_share_before": busy}) + "\n")
             log(f"round {round_number}/{args.rounds}, load average {load_average()},"
@@ -537,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
              f" {args.rounds} rounds; Kue {versions['kue']}, BullMQ {versions['bullmq']},"
              f" Express {versions['express']}, Node {header['node']}, Redis"
              f" {header['redis_server'].removeprefix('v=')}\nload average (1 min) at start"
-             f" {header['load_average'][0]}, at end {footer['load_average'][0]}")
+             f" {header['load_average'][0]}, at end {footer['load_average'][0]}; cores busy before"
+             f" each round: {', '.join(f'{busy:.0%}' for busy in busy_before)}")
     print(title)
     print(f"{args.rounds} rounds in {footer['minutes']} min; medians (range); raw: {raw_path}")
     print()
