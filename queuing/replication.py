@@ -3,9 +3,10 @@
 Redis replicates asynchronously: a master that fails right after answering can take the
 write with it, and the replica promoted in its place never had it. In the default mode
 (0) that is what a failover can lose. With N > 0, every write the project confirms to
-someone (a job "created", "Reservation confirmed", a seat reservation "in process") is
-confirmed only after Redis's ``WAIT`` says N replicas have it; otherwise the creator
-reports the jobs and the servers answer 503. With 0 nothing is sent: no cost at all.
+someone (a job "created", "Reservation confirmed", a seat reservation "in process", a seat
+job's take or refusal before its job ends) is confirmed only after Redis's ``WAIT`` says
+N replicas have it; otherwise the creator reports the jobs, the servers answer 503 and a
+seat job runs again. With 0 nothing is sent: no cost at all.
 
 How :func:`confirm` asks, and why so:
 
@@ -15,9 +16,10 @@ How :func:`confirm` asks, and why so:
   to a channel nobody reads, a command every Redis propagates to its replicas, so the
   ``WAIT`` waits for the replication stream up to the fence, which holds every write
   the master took before it, whichever connection made it.
-- ``EXISTS`` of keys the write made goes first in the same pipeline: the fence proves
-  nothing about a write that is not on this server (a retry that reached a new master
-  after a failover that lost it). A missing key is reported as not replicated.
+- ``EXISTS`` of keys the write made (or ``SISMEMBER`` of members it added to a shared
+  set) goes first in the same pipeline: the fence proves nothing about a write that is
+  not on this server (a retry that reached a new master after a failover that lost it).
+  A missing key or member is reported as not replicated.
 - The pipeline is not a transaction: inside MULTI, Redis answers ``WAIT`` at once.
 """
 
@@ -76,12 +78,15 @@ def required_replicas(replicas: int | None = None) -> int:
 
 
 def confirm(client: redis.Redis, replicas: int | None = None, timeout: float | None = None,
-            *, written: Sequence[str | bytes] = ()) -> None:
+            *, written: Sequence[str | bytes] = (),
+            in_sets: Sequence[tuple[str | bytes, str | bytes]] = ()) -> None:
     """Return once ``replicas`` replicas (default ``REDIS_MIN_REPLICAS``) have every write
     the master took so far; raise :class:`NotReplicated` when fewer acknowledged within
     ``timeout`` seconds (default ``REDIS_MIN_REPLICAS_TIMEOUT``), or when a key of
-    ``written`` (keys the write made, that nothing deletes soon) is not on the server.
-    With 0 replicas it sends nothing.
+    ``written`` (keys the write made, that nothing deletes soon) is not on the server, or
+    a ``(set, member)`` of ``in_sets`` (members the write added to a set that other writes
+    share, where EXISTS would prove nothing) is not in its set. With 0 replicas it sends
+    nothing.
 
     One round trip (see the module's docstring) plus the replicas' acknowledgement. The
     timeout must stay under ``client``'s socket timeout, else the client gives up first
@@ -94,6 +99,8 @@ def confirm(client: redis.Redis, replicas: int | None = None, timeout: float | N
     with client.pipeline(transaction=False) as pipe:
         if written:
             pipe.exists(*written)
+        for key, member in in_sets:
+            pipe.sismember(key, member)
         pipe.publish(FENCE_CHANNEL, b"")
         pipe.wait(required, max(1, round(seconds * 1000)))
         try:
@@ -105,6 +112,9 @@ def confirm(client: redis.Redis, replicas: int | None = None, timeout: float | N
             # master, so "not connected", as its READONLY answers are.
             raise redis.ConnectionError("Redis is a replica now, not the master") from None
     if written and replies[0] != len(written):
+        raise NotReplicated(0, required, missing=True)
+    checked = replies[1 if written else 0:-2]  # the SISMEMBER replies, before PUBLISH, WAIT
+    if not all(checked):
         raise NotReplicated(0, required, missing=True)
     if replies[-1] < required:
         raise NotReplicated(int(replies[-1]), required)

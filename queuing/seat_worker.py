@@ -6,6 +6,10 @@ timer-based death penalty and skips signal setup. Its server stops it when it ex
 (:meth:`WorkerThread.stop`): the worker ends its current job, then leaves RQ's worker
 registry, so ``rq info`` and rq-dashboard show no idle worker of a server that is gone.
 To notice that stop, it waits for jobs in slices of ``DEQUEUE_SLICE`` seconds.
+
+A job that meets Redis away, or whose take the replicas have not confirmed (the
+replicated mode, seats.confirm_outcome), neither completes nor fails: it goes back to
+the front of its queue and runs again, taking a seat only if its first take is gone.
 """
 
 from __future__ import annotations
@@ -14,15 +18,22 @@ import atexit
 import multiprocessing
 import multiprocessing.util
 import threading
+from types import TracebackType
 
 import redis
+from rq import Queue
 from rq.exceptions import StopRequested
+from rq.executions import Execution
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-from queuing import console
+from queuing import console, recovery
+from queuing.connection import not_connected_line
 from queuing.constants import RESERVE_SEAT_QUEUE
+from queuing.failover_errors import is_not_connected
 from queuing.recovering_worker import RecoveringWorker
+from queuing.replication import NotReplicated
 from queuing.untrusted_jobs import GuardedQueue
 
 RESTART_SECONDS = 1.0
@@ -52,6 +63,37 @@ class SeatWorker(RecoveringWorker):
         if job.failure_callback is None:
             self.report_unreadable(job.id, str(exc_value))
 
+    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution,
+                          exc_info: tuple[type[BaseException] | None, BaseException | None,
+                                          TracebackType | None]) -> None:
+        """RQ's end of a job that raised, except for a job that must run again: its
+        failure callback would tell the reservation failed, and it has not."""
+        error = exc_info[1]
+        if error is None or not runs_again(error):
+            super()._finalize_failure(job, queue, execution, exc_info)
+            return
+        if isinstance(error, NotReplicated):
+            console.log(f"Reservation {job.id} not confirmed yet: {error}; its job runs again")
+        else:
+            console.log(not_connected_line(error))
+        self.through_restarts(self.put_back, job, queue, execution)
+
+    def put_back(self, job: Job, queue: Queue, execution: Execution) -> None:
+        """``job`` back at the front of ``queue`` (once), its execution gone, in one
+        transaction; unless the job is no longer this worker's (the started registry does
+        not hold its execution): recovery took it back, or a failover lost its start and
+        the new master has it queued or taken, where it runs (recovery.py)."""
+        started = queue.started_job_registry.key
+        if self.connection.zscore(started, execution.composite_key) is None:
+            return
+        with self.connection.pipeline() as pipe:
+            pipe.multi()
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.lrem(queue.key, 0, job.id)
+            pipe.lrem(queue.intermediate_queue_key, 0, job.id)
+            recovery.put_back(queue, job, pipe)
+            pipe.execute()
+
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """RQ's wait for a job, in slices, until :attr:`stop` is set; then RQ's work loop
         ends as on Ctrl-C (StopRequested) and its teardown deregisters the worker."""
@@ -63,6 +105,12 @@ class SeatWorker(RecoveringWorker):
             if result is not None:
                 return result
         raise StopRequested
+
+
+def runs_again(error: BaseException) -> bool:
+    """Whether a job that raised ``error`` is put back rather than failed: Redis was away
+    (its take may or may not have happened) or did not confirm it to the replicas."""
+    return isinstance(error, NotReplicated) or is_not_connected(error)
 
 
 class WorkerThread:

@@ -85,16 +85,34 @@ def take_seat(sale: str = "") -> int:
     """The ``reserve_seat`` job: take one seat of ``sale`` (the sale it was queued in), or
     fail with "Not enough seats available", or with SaleEnded when a new sale started since.
 
-    Safe to run twice: a job takes at most one seat, however often it runs.
+    Safe to run twice: a job takes at most one seat, however often it runs. In the
+    replicated mode the outcome counts only once the replicas have it (confirm_outcome).
     """
     job = get_current_job()
-    left = int(job.connection.eval(TAKE_SEAT, 4, AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY,
-                                   SEAT_JOBS_KEY, SEAT_SALE_KEY, job.id, sale))
+    left = take(job.connection, job.id, sale)
+    confirm_outcome(job.connection, job.id, left)
     if left == -2:
         raise SaleEnded
     if left < 0:
         raise NotEnoughSeats
     return left
+
+
+def take(client: redis.Redis, job_id: str, sale: str) -> int:
+    """TAKE_SEAT for ``job_id``: the seats left, -1 if none was, -2 if its sale is over."""
+    return int(client.eval(TAKE_SEAT, 4, AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY,
+                           SEAT_JOBS_KEY, SEAT_SALE_KEY, job_id, sale))
+
+
+def confirm_outcome(client: redis.Redis, job_id: str, left: int) -> None:
+    """In the replicated mode, return once the replicas have the take (the job's record in
+    SEAT_JOBS_KEY) or, for a refusal, the state it was read from; else raise
+    replication.NotReplicated, which puts the job back in its queue (seat_worker.py): a
+    failover could still undo the take and sell the seat again, or undo the takes that
+    left none and make the refusal wrong. The next run takes a seat only if this one's
+    take is gone. With ``REDIS_MIN_REPLICAS=0`` nothing is sent."""
+    taken = [(SEAT_JOBS_KEY, job_id)] if left >= 0 else []
+    replication.confirm(client, in_sets=taken)
 
 
 def seat_taken(job, client, result) -> None:

@@ -20,9 +20,25 @@ from collections.abc import Iterator
 import pytest
 import redis
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from queuing import connection, jobs, notifications, replication, seats, settings, stock
-from queuing.constants import JOB_ID_KEY, PUSH_NOTIFICATION_QUEUE_2
+from queuing import (
+    connection,
+    jobs,
+    notifications,
+    replication,
+    seat_worker,
+    seats,
+    settings,
+    stock,
+)
+from queuing.constants import (
+    AVAILABLE_SEATS_KEY,
+    JOB_ID_KEY,
+    PUSH_NOTIFICATION_QUEUE_2,
+    RESERVE_SEAT_QUEUE,
+    SEAT_JOBS_KEY,
+)
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.local_redis import RedisServer, RedisServerNotFound
 from queuing.seat_sale import Sale
@@ -334,20 +350,116 @@ def test_seat_not_replicated_is_503(replicated, seat_app, pair):
     assert response.json == {"status": "Service Unavailable", "reason": NOT_CONFIRMED}
 
 
+# --- the seat job's take ----------------------------------------------------------------
+
+@pytest.fixture
+def seat_rq(pair, master) -> Iterator[redis.Redis]:
+    """The seat worker's client (bytes, as RQ needs), on a master with a sale of 50 open."""
+    Sale(master).join(renew=False)
+    rq = connection.seat_worker_client(pair.master.url)
+    yield rq
+    rq.close()
+
+
+def queue_seat(rq: redis.Redis, master: redis.Redis) -> str:
+    return seats.queue_reservation(rq, seats.open_sale(master))
+
+
+def run_seat_worker(rq: redis.Redis, jobs_to_run: int = 1) -> None:
+    """The seat server's worker, here, for ``jobs_to_run`` runs of a job (a job put back
+    and run again counts twice)."""
+    seat_worker.SeatWorker([RESERVE_SEAT_QUEUE], connection=rq, serializer=JSONSerializer).work(
+        burst=True, max_jobs=jobs_to_run, logging_level="WARNING")
+
+
+def seat_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("Seat reservation job ")]
+
+
+def queued_seat_jobs(master: redis.Redis) -> list[str]:
+    return master.lrange(f"rq:queue:{RESERVE_SEAT_QUEUE}", 0, -1)
+
+
+def test_a_seat_taken_without_the_replica_is_not_completed(replicated, pair, master, seat_rq,
+                                                           capsys):
+    """The take is on the master only: a failover could lose it while the job says the seat
+    is sold, and the seat would be sold again. The job goes back to its queue instead, and
+    its next run completes it without taking a second seat."""
+    job_id = queue_seat(seat_rq, master)
+    with pair.replica_stopped():
+        run_seat_worker(seat_rq)
+    assert seat_lines(capsys.readouterr().out) == []  # neither completed nor failed
+    assert queued_seat_jobs(master) == [job_id]
+    assert Job.fetch(job_id, connection=seat_rq).get_status() == "queued"
+    assert master.get(AVAILABLE_SEATS_KEY) == "49"  # taken, not confirmed
+    pair.wait_for_sync(master)
+    run_seat_worker(seat_rq)
+    assert seat_lines(capsys.readouterr().out) == [f"Seat reservation job {job_id} completed"]
+    assert master.get(AVAILABLE_SEATS_KEY) == "49"
+    assert queued_seat_jobs(master) == []
+
+
+def test_a_refusal_without_the_replica_is_not_final(replicated, pair, master, seat_rq, capsys):
+    """"Not enough seats available" read on a master whose last takes the replica lacks
+    may be undone by a failover: the job runs again rather than fail for good."""
+    seats.reserve_seat(master, 0)
+    job_id = queue_seat(seat_rq, master)
+    with pair.replica_stopped():
+        run_seat_worker(seat_rq)
+    assert seat_lines(capsys.readouterr().out) == []
+    assert queued_seat_jobs(master) == [job_id]
+    pair.wait_for_sync(master)
+    run_seat_worker(seat_rq)
+    assert seat_lines(capsys.readouterr().out) == [
+        f"Seat reservation job {job_id} failed: {seats.NOT_ENOUGH_SEATS}"]
+
+
+def test_a_take_a_failover_lost_is_taken_again(replicated, pair, master, seat_rq, monkeypatch,
+                                               capsys):
+    """The take vanished before its confirmation (a failover to a replica that never had
+    it): the confirmation finds the job's record missing, and the next run takes the seat
+    again, once."""
+    confirm = replication.confirm
+    lost: list[str] = []
+
+    def losing_the_take_once(client, *args, **kwargs):
+        if not lost:
+            lost.append(job_id)
+            master.srem(SEAT_JOBS_KEY, job_id)
+            master.incr(AVAILABLE_SEATS_KEY)
+        return confirm(client, *args, **kwargs)
+
+    monkeypatch.setattr(replication, "confirm", losing_the_take_once)
+    job_id = queue_seat(seat_rq, master)
+    run_seat_worker(seat_rq)
+    assert lost == [job_id]
+    assert seat_lines(capsys.readouterr().out) == []
+    assert master.get(AVAILABLE_SEATS_KEY) == "50"
+    run_seat_worker(seat_rq)
+    assert seat_lines(capsys.readouterr().out) == [f"Seat reservation job {job_id} completed"]
+    assert master.get(AVAILABLE_SEATS_KEY) == "49"
+    assert master.smembers(SEAT_JOBS_KEY) == {job_id}
+
+
 # --- the default mode -----------------------------------------------------------------------
 
 def test_the_default_mode_sends_no_wait(monkeypatch, pair, master, stock_app, seat_app, batch):
     monkeypatch.delenv(settings.MIN_REPLICAS_ENV, raising=False)
+    seat_worker_rq = connection.seat_worker_client(pair.master.url)
     monitor_client = redis.Redis.from_url(pair.master.url, socket_timeout=5)
     with monitor_client.monitor() as monitor:
         assert create_jobs(batch, 2).count("created") == 2
         batch.add("builtins.len", "abc", job_id="plain-1")
         assert stock_app.get("/reserve_product/1").json["status"] == "Reservation confirmed"
         assert seat_app.get("/reserve_seat").json["status"] == "Reservation in process"
+        run_seat_worker(seat_worker_rq)  # the seat's take: no confirmation either
         master.echo("end")
-        names = {command["command"].split()[0] for command in commands_until_end(monitor)}
+        seen = commands_until_end(monitor)
     monitor_client.close()
+    seat_worker_rq.close()
+    names = {command["command"].split()[0] for command in seen}
     assert {"EVALSHA", "EVAL"} & names  # the writes were seen
+    assert any(SEAT_JOBS_KEY in command["command"] for command in seen)  # the seat taken
     assert not {"WAIT", "PUBLISH"} & names
 
 

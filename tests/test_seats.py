@@ -194,6 +194,21 @@ def test_a_reservation_of_an_old_sale_takes_no_seat_of_a_new_one(client, fake_re
     assert fake_redis.get("available_seats") == "49"
 
 
+def test_a_take_that_meets_redis_away_runs_again_instead_of_failing(client, fake_redis,
+                                                                    rq_redis, monkeypatch,
+                                                                    capsys):
+    """Redis went away (a restart, a failover) as the job took its seat: whether the take
+    happened is unknown, and the reservation has not failed. The job goes back to its queue
+    and runs again once Redis answers (taking its seat only if the first run did not)."""
+    assert client.get("/reserve_seat").data == IN_PROCESS
+    monkeypatch.setattr(rq_redis, "eval", _fails_once(rq_redis.eval))
+    run_worker(rq_redis)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "Seat reservation job 1 completed", out
+    assert not any("failed" in line for line in out), out
+    assert fake_redis.get("available_seats") == "49"
+
+
 @pytest.mark.parametrize(("success", "failure"), [
     ("queuing.seats.job_completed", "queuing.seats.job_failed"),
     ("seats.job_completed", "seats.job_failed"),
