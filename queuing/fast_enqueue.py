@@ -2,8 +2,9 @@
 
 ``Queue.enqueue`` costs three round trips and RQ's Python work per job; :func:`enqueue_jobs`
 writes the same job hashes for a whole batch in two round trips (task 7's creator uses it;
-tasks 6 and 8 show RQ's own ``enqueue``). ``tests/test_fast_enqueue.py`` checks every field
-against ``Queue.enqueue``'s.
+tasks 6 and 8 show RQ's own ``enqueue``), with a shorter description
+(:func:`job_description`). ``tests/test_fast_enqueue.py`` checks every field against
+``Queue.enqueue``'s.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ end
 # that other clients wait little behind one transaction (Redis runs it in ~1.5 ms here).
 ENQUEUE_BATCH = 500
 
-# The length past which RQ's Job.get_call_string cuts an argument's repr (adding "...").
-CALL_STRING_MAX_LENGTH = 75
+# The length past which a batched job's description cuts an argument's repr (adding
+# "..."; RQ's Job.get_call_string cuts at 75): the course's job is then described in 60
+# characters, one 64-byte allocation in its hash instead of 160 (bench/README.md,
+# "Memory per pending job").
+DESCRIPTION_ARG_LENGTH = 30
 
 # JSON without spaces: json.loads (RQ's JSONSerializer) reads it the same, and the hash
 # stays small enough for Redis's compact encoding (README, "Redis settings").
@@ -57,7 +61,7 @@ _COMPACT = (",", ":")
 class JobTemplate(NamedTuple):
     """What every job of one function and one reply stream shares."""
 
-    func_name: str  # as RQ names it: "queuing.notifications.push_tracked_notification"
+    func_name: str  # as the jobs name it: "queuing.jobs.tracked" (jobs.SHORT_NAMES)
     fields: list[bytes]  # the job hash's shared fields: field, value, field, value...
 
 
@@ -78,12 +82,15 @@ def job_template(queue: Queue, func: Callable | str, reply_to: str) -> JobTempla
     them and each costs memory in every pending job:
 
     - the fields that differ per job (``data``, ``description``, ``created_at``,
-      ``enqueued_at``): :func:`enqueue_jobs` adds them;
+      ``enqueued_at``): :func:`enqueue_jobs` adds them (the description shorter than
+      RQ's: :func:`job_description`);
     - empty fields (``started_at``, ``worker_name``...): RQ reads a missing one as empty;
     - the callbacks' timeouts when they are RQ's default: RQ reads a missing one as it.
 
-    The job's ``timeout`` stays, default or not: RQ's forking ``Worker`` adds 60 to it
-    while watching a long job, and would fail on a missing one.
+    The function and the callbacks are named by their short names (jobs.SHORT_NAMES),
+    which RQ imports as the same functions. The job's ``timeout`` stays, default or not:
+    RQ's forking ``Worker`` adds 60 to it while watching a long job, and would fail on a
+    missing one.
     """
     require_json_queue(queue)
     job = queue.create_job(func, meta={REPLY_TO: reply_to},
@@ -96,18 +103,27 @@ def job_template(queue: Queue, func: Callable | str, reply_to: str) -> JobTempla
                  "stopped_callback_timeout"):
         if fields.get(name) == CALLBACK_TIMEOUT:
             del fields[name]
+    for name in ("success_callback_name", "failure_callback_name"):
+        fields[name] = jobs.short_name(fields[name])
     encode = queue.connection.get_encoder().encode
     shared = [encode(part) for name, value in fields.items() if value not in ("", b"")
               for part in (name, value)]
-    return JobTemplate(job.func_name, shared)
+    return JobTemplate(jobs.short_name(job.func_name), shared)
 
 
 def job_description(func_name: str, args: Sequence[Any]) -> str:
-    """The ``description`` RQ gives a ``func_name(*args)`` job (``Job.create`` takes
-    ``Job.get_call_string()``): RQ's log line for each job it takes shows it, coloured
-    in a terminal, where a job without one crashes the worker; rq-dashboard names the
-    job by it."""
-    return get_call_string(func_name, args, {}, max_length=CALL_STRING_MAX_LENGTH)
+    """The ``description`` of a ``func_name(*args)`` job: RQ's form of the call
+    (``Job.get_call_string``), with the function's own name instead of its dotted path
+    and each argument cut at DESCRIPTION_ARG_LENGTH characters instead of 75, so the
+    course's job says what it does and to whom in 60 characters:
+    ``push_tracked_notification({'phoneNumber': '4153518743', ...)``. The job's
+    ``func_name`` and ``args`` still hold the whole call.
+
+    Every job needs one: RQ's log line for each job it takes shows it, coloured in a
+    terminal, where a job without one crashes the worker; rq-dashboard names the job
+    by it."""
+    return get_call_string(func_name.rpartition(".")[2], args, {},
+                           max_length=DESCRIPTION_ARG_LENGTH)
 
 
 def enqueue_jobs(queue: Queue, template: JobTemplate,
@@ -139,11 +155,12 @@ def enqueue_jobs(queue: Queue, template: JobTemplate,
     stamp = utcformat(now()).encode()
     fields = [*template.fields, b"created_at", stamp, b"enqueued_at", stamp]
     key_prefix = queue.job_class.redis_job_namespace_prefix
+    described_as = jobs.full_name(template.func_name)
     per_job = []
     for job_id, args in zip(job_ids, args_per_job, strict=True):
         # RQ's job data: [func_name, instance, args, kwargs], serialized by the queue.
         data = json.dumps([template.func_name, None, args, {}], separators=_COMPACT)
-        per_job += [job_id, data, job_description(template.func_name, args)]
+        per_job += [job_id, data, job_description(described_as, args)]
     keys = [queue.redis_queues_keys, queue.key,
             BATCH_MARKER_KEY.format(first_job_id=job_ids[0]),
             *(key_prefix + job_id for job_id in job_ids)]

@@ -7,9 +7,10 @@ Jobs are data in Redis, and others may write there. Three things follow.
 arguments. So whoever can write to Redis could run any function in our workers.
 :class:`AllowedJob` checks every name a job carries against :data:`JOB_FUNCTIONS` before
 anything is imported or called; a job naming anything else fails with one line
-(:class:`ForbiddenJob`), and a callback that is not ours is never called. Every worker of
-the project uses it as its ``job_class``; RQ's own CLI takes it too
-(``rq worker --job-class queuing.untrusted_jobs.AllowedJob``).
+(:class:`ForbiddenJob`), and a callback that is not ours is never called. The short names
+batched jobs carry (``queuing.jobs.tracked``, jobs.SHORT_NAMES) count as the names they
+stand for. Every worker of the project uses it as its ``job_class``; RQ's own CLI takes it
+too (``rq worker --job-class queuing.untrusted_jobs.AllowedJob``).
 
 ``EXTRA_JOB_FUNCTIONS`` (comma-separated dotted paths) lets an operator allow more, as
 the tests do for their own job functions; like every setting it is the operator's to set.
@@ -42,7 +43,7 @@ from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp, import_attribute
 
-from queuing import console, job_events, settings
+from queuing import console, job_events, jobs, settings
 from queuing.constants import JOB_EVENTS_PREFIX
 
 # The job functions and callbacks the project enqueues, by the name RQ stores.
@@ -71,8 +72,10 @@ FORMER_NAMES |= {
 
 
 def current_name(name: str) -> str:
-    """``name``, or the name it has now if a job queued by an older layout carries it."""
-    return FORMER_NAMES.get(name, name)
+    """``name``, or the name it has now if a job queued by an older layout carries it, or
+    the name it stands for if it is a batched job's short name (jobs.SHORT_NAMES): a
+    short name is allowed only when that name is, and it is that name that is imported."""
+    return FORMER_NAMES.get(name) or jobs.full_name(name)
 
 
 class DataOnlyPickle:

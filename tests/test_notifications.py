@@ -180,7 +180,9 @@ def test_jobs_are_stored_as_json_with_their_reply_stream(connection, capsys):
         notifications.create_notification_jobs(
             batch, creator_7.JOBS[:1], notifications.push_tracked_notification)
     job = Job.fetch("1", connection=connection, serializer=queue.serializer)
-    assert job.func_name == "queuing.notifications.push_tracked_notification"
+    # By its short name (jobs.SHORT_NAMES), which RQ imports as the function itself.
+    assert job.func_name == "queuing.jobs.tracked"
+    assert job.func is notifications.push_tracked_notification
     assert job.args == [creator_7.JOBS[0]]
     assert job.meta == {job_events.REPLY_TO: batch.stream}
     assert batch.stream.startswith(JOB_EVENTS_PREFIX)

@@ -11,8 +11,9 @@ from rq import Callback, Queue, SimpleWorker
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import import_attribute
 
-from queuing import job_batch, job_events, settings, untrusted_jobs
+from queuing import job_batch, job_events, jobs, settings, untrusted_jobs
 from queuing.job_batch import JobBatch
 from queuing.untrusted_jobs import AllowedJob, DataOnlyPickle, SkipsUnreadableJobs
 
@@ -209,3 +210,36 @@ def test_a_former_name_of_a_function_that_is_not_ours_is_still_refused(connectio
     job, error = run_one(connection, f="notifications.os.system", args=("true",))
     assert job.get_status() == JobStatus.FAILED
     assert "not one of this project's job functions" in error
+
+
+# -- The short names of batched jobs -------------------------------------------------------
+
+@pytest.mark.parametrize(("short", "full"), sorted(jobs.SHORT_NAMES.items()))
+def test_a_short_name_is_one_of_our_functions_and_imports_as_that_function(short, full):
+    assert full in untrusted_jobs.JOB_FUNCTIONS
+    assert untrusted_jobs.current_name(short) == full
+    assert import_attribute(short) is import_attribute(full)  # RQ's import, no job class
+
+
+def test_a_job_named_by_short_names_runs_with_its_callbacks(connection, capsys):
+    reply_to = job_batch.new_reply_stream()
+    job, error = run_one(connection, f="queuing.jobs.tracked",
+                         args=({"phoneNumber": "4153518743", "message": "hi"},),
+                         meta={job_events.REPLY_TO: reply_to},
+                         on_success=Callback("queuing.jobs.completed"),
+                         on_failure=Callback("queuing.jobs.failed"))
+    assert job.get_status() == JobStatus.FINISHED, error
+    assert "Sending notification to 4153518743, with message: hi" in capsys.readouterr().out
+    kinds = [job_events.JobEvent.from_fields(fields).kind
+             for _, fields in connection.xrange(reply_to)]
+    assert kinds == [job_events.PROGRESS, job_events.PROGRESS, job_events.COMPLETED]
+
+
+@pytest.mark.parametrize("func", ["queuing.jobs.json_queue", "queuing.jobs.redis.Redis",
+                                  "queuing.jobs.import_attribute", "queuing.jobs.nothing"])
+def test_the_jobs_module_lends_no_other_name(connection, func):
+    job, error = run_one(connection, f=func, args=("x",))
+    assert job.get_status() == JobStatus.FAILED
+    assert "not one of this project's job functions" in error
+    with pytest.raises(AttributeError):
+        jobs.__getattr__("nothing")
