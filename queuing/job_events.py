@@ -156,6 +156,14 @@ def holding_events() -> Iterator[Outbox]:
         outbox.send()
 
 
+def drop_held() -> None:
+    """Forget the events this thread holds: the job's end they announce is not recorded
+    (its worker had it taken back, recovering_worker.RecoveringWorker)."""
+    outbox = getattr(_held, "outbox", None)
+    if outbox is not None:
+        outbox.take()
+
+
 def _publish_for(job: Job, connection: redis.Redis, event: JobEvent) -> None:
     reply_to = job.meta.get(REPLY_TO)
     if reply_to:  # jobs enqueued by others (`rq enqueue`, a test) have nobody to tell

@@ -50,6 +50,8 @@ from queuing.untrusted_jobs import fail_unreadable
 
 # The worker's heartbeat, at most this often while jobs flow.
 HOUSEKEEPING_SECONDS = 1.0
+# The end script's outcomes (lua/end_job.lua); "ended_before" (a reply lost) is ENDED.
+ENDED, TAKEN_BACK, NOT_STARTED = "ended", "taken_back", "not_started"
 
 
 class LeanWorker(RecoveringWorker):
@@ -201,10 +203,14 @@ class LeanWorker(RecoveringWorker):
                         execution_ended_at=job.ended_at)
         score = ttl if ttl < 0 else current_timestamp() + ttl  # FinishedJobRegistry.add
         job._status = JobStatus.FINISHED
-        if (self._outbox is None or ttl == 0 or job.repeats_left
-                or not self._end(job, queue, execution, FinishedJobRegistry, result,
-                                 result_ttl=ttl, ttl=ttl, score="+inf" if score == -1 else score,
-                                 counter="successful_job_count")):
+        outcome = "rq"
+        if not (self._outbox is None or ttl == 0 or job.repeats_left):
+            outcome = self._end(job, queue, execution, FinishedJobRegistry, result,
+                                result_ttl=ttl, ttl=ttl, score="+inf" if score == -1 else score,
+                                counter="successful_job_count")
+        if outcome == TAKEN_BACK:
+            return
+        if outcome != ENDED:
             self._rq_end(job)
             super().handle_job_success(job, queue, started_job_registry, execution)
             self.set_state(WorkerStatus.IDLE)  # as SimpleWorker.execute_job does
@@ -218,7 +224,7 @@ class LeanWorker(RecoveringWorker):
                            exc_string: str = "", execution: Execution | None = None) -> None:
         """RQ's handle_job_failure, in the end script, for a job that is not retried, not
         stopped on request, and whose failure RQ's default handler records."""
-        ttl, ended = job.failure_ttl, False
+        ttl, outcome = job.failure_ttl, "rq"
         if not (self._outbox is None or execution is None or job.should_retry or ttl == 0
                 or self._stopped_job_id == job.id or self.disable_default_exception_handler):
             result = Result(job.id, Result.Type.FAILED, self.connection, exc_string=exc_string,
@@ -228,7 +234,7 @@ class LeanWorker(RecoveringWorker):
             registry_ttl = DEFAULT_FAILURE_TTL if ttl is None else ttl  # FailedJobRegistry.add
             job._status = JobStatus.FAILED
             try:
-                ended = self._end(job, queue, execution, FailedJobRegistry, result,
+                outcome = self._end(job, queue, execution, FailedJobRegistry, result,
                                   result_ttl=ttl, ttl=registry_ttl, counter="failed_job_count",
                                   score=registry_ttl if registry_ttl < 0
                                   else current_timestamp() + registry_ttl)
@@ -236,7 +242,9 @@ class LeanWorker(RecoveringWorker):
                 self.log.exception("Worker %s: failed to persist failure of job %s",
                                    self.name, job.id)
                 return
-        if not ended:
+        if outcome == TAKEN_BACK:
+            return
+        if outcome != ENDED:
             self._rq_end(job)
             super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
             self.set_state(WorkerStatus.IDLE)  # as SimpleWorker.execute_job does
@@ -245,10 +253,10 @@ class LeanWorker(RecoveringWorker):
         self._release_slot_safely(job)
 
     def _end(self, job: Job, queue: Queue, execution: Execution, registry_class: type,
-             result: Result, **end: Any) -> bool:
+             result: Result, **end: Any) -> str:
         """Run the end script (and the next start), then enqueue the job's dependents as
-        RQ would; False, with nothing written, for a job no longer started (cancelled,
-        deleted or requeued while it ran): RQ's own code ends it."""
+        RQ would; ENDED, or TAKEN_BACK (nothing written: the job's next run ends it), or
+        NOT_STARTED for a job cancelled or deleted while it ran: RQ's own code ends it."""
         started_registry = self._registry_key(StartedJobRegistry, queue)
         calls = [lean_scripts.end_call(
             job, self, execution, started_registry, self._registry_key(registry_class, queue),
@@ -261,13 +269,16 @@ class LeanWorker(RecoveringWorker):
         outcome, dependents = replies[0][0].decode(), replies[0][1]
         if start is not None:
             self._next = self._started(replies[1], start, queue)[1]
-        if outcome == "not_started":
-            return False
+        if outcome == NOT_STARTED:
+            return outcome
         self.executions.pop(execution.id, None)
         self._state = WorkerStatus.IDLE
+        if outcome == TAKEN_BACK:
+            self.report_taken_back(job)
+            return outcome
         if dependents:
             self._enqueue_dependents_safely(queue, job)
-        return True
+        return ENDED
 
     def _rq_end(self, job: Job) -> None:
         """Before RQ's own end: what the lean path would have written with it."""

@@ -21,9 +21,16 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.worker import WorkerStatus
 
+from queuing import job_events
 from queuing.connection import text, wait_until_connected
 from queuing.constants import WORKER_LEASE_KEY
-from queuing.recovery import LEASE_SECONDS, RECOVERY_SECONDS, RENEW_SECONDS, recover_locked
+from queuing.recovery import (
+    LEASE_SECONDS,
+    RECOVERY_SECONDS,
+    RENEW_SECONDS,
+    recover_locked,
+    taken_back,
+)
 from queuing.untrusted_jobs import AllowedJob, SkipsUnreadableJobs
 
 
@@ -86,11 +93,41 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
     def handle_execution_ended(self, *args: Any, **kwargs: Any) -> None:
         self.through_restarts(super().handle_execution_ended, *args, **kwargs)
 
-    def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
-        self.through_restarts(super().handle_job_success, *args, **kwargs)
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any,
+                           execution: Execution) -> None:
+        if not self._taken_back(job, queue, execution):
+            self.through_restarts(super().handle_job_success, job, queue,
+                                  started_job_registry, execution)
 
-    def handle_job_failure(self, *args: Any, **kwargs: Any) -> None:
-        self.through_restarts(super().handle_job_failure, *args, **kwargs)
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry: Any = None,
+                           exc_string: str = "", execution: Execution | None = None) -> None:
+        if not self._taken_back(job, queue, execution):
+            self.through_restarts(super().handle_job_failure, job, queue,
+                                  started_job_registry, exc_string, execution)
+
+    def _taken_back(self, job: Job, queue: Queue, execution: Execution | None) -> bool:
+        """True, with the job's held events dropped, when recovery took the job back while
+        it ran here (recovery.taken_back): its end is not recorded, its next run's is.
+        (lua/end_job.lua checks the same in the script that records the end; here the
+        check and RQ's record are two steps, a recovery in between is not caught.)"""
+        if execution is None or not self.through_restarts(
+                taken_back, self.connection, job, queue.started_job_registry.key,
+                execution.id):
+            return False
+        job_events.drop_held()
+        self.through_restarts(self._forget_execution, job, execution)
+        self.report_taken_back(job)
+        return True
+
+    def _forget_execution(self, job: Job, execution: Execution) -> None:
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+
+    def report_taken_back(self, job: Job) -> None:
+        """The line for a job taken back from this worker; processors print their own."""
+        self.log.warning("Worker %s: job %s was taken back while this worker was cut off "
+                         "from Redis; its end here is not recorded", self.name, job.id)
 
     def check_for_suspension(self, burst: bool) -> None:
         self.through_restarts(super().check_for_suspension, burst, stoppable=True)

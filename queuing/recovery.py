@@ -33,6 +33,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
+from queuing.connection import text
 from queuing.constants import RECOVERY_LOCK_KEY, WORKER_LEASE_KEY
 from queuing.untrusted_jobs import fail_unreadable
 
@@ -108,12 +109,7 @@ def _recover_started(queue: Queue, done: Recovered) -> None:
             done.failed.append(job_id)
             continue
         job.meta[ABANDONED_RUNS] = runs  # saved with the job by enqueue_job
-        with queue.connection.pipeline() as pipe:
-            pipe.multi()  # one transaction, as RQ's enqueue_job wants its pipeline
-            pipe.zrem(registry.key, f"{job_id}:{execution_id}")
-            pipe.lrem(queue.intermediate_queue_key, 0, job_id)  # a multi-queue worker's
-            put_back(queue, job, pipe)
-            pipe.execute()
+        take_back(queue, job, execution_id)
         done.requeued.append(job_id)
     if to_fail:
         # Expire their entries now and let RQ fail them: it runs their failure callback.
@@ -144,6 +140,30 @@ def _recover_taken(queue: Queue, done: Recovered,
             put_back(queue, job, pipe)
             pipe.execute()
         done.requeued.append(job_id)
+
+
+def take_back(queue: Queue, job: Job, execution_id: str) -> None:
+    """Take ``job`` from its worker's execution ``execution_id`` and put it back at the
+    front of ``queue``, in one transaction. Should that worker come back after all (cut
+    off from Redis longer than its lease, not dead), its end is refused (:func:`taken_back`)."""
+    with queue.connection.pipeline() as pipe:
+        pipe.multi()  # one transaction, as RQ's enqueue_job wants its pipeline
+        pipe.zrem(StartedJobRegistry(queue=queue).key, f"{job.id}:{execution_id}")
+        pipe.lrem(queue.intermediate_queue_key, 0, job.id)  # a multi-queue worker's
+        put_back(queue, job, pipe)
+        pipe.execute()
+
+
+def taken_back(connection: redis.Redis, job: Job, started_registry: str,
+               execution_id: str) -> bool:
+    """True when ``job`` was taken back from the execution ``execution_id`` (its worker was
+    taken for dead): then the job is queued again, or another worker runs or ran it, and
+    that run's end is the one to record. A job cancelled, stopped or deleted while it ran
+    is not taken back: RQ's own code ends it. lua/end_job.lua makes the same check."""
+    if connection.zscore(started_registry, f"{job.id}:{execution_id}") is not None:
+        return False
+    status = connection.hget(job.key, "status")
+    return status is not None and text(status) not in (JobStatus.CANCELED, JobStatus.STOPPED)
 
 
 def put_back(queue: Queue, job: Job, pipeline: redis.client.Pipeline) -> None:

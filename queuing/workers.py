@@ -252,6 +252,12 @@ class ProcessorBehaviour:
             self.scheduler.request_stop()
             self.scheduler._process.join(SCHEDULER_STOP_SECONDS)
 
+    def report_taken_back(self, job: Job) -> None:
+        """This worker was taken for dead (cut off from Redis longer than its lease) and
+        its job went back to the queue: its line."""
+        console.log_error(f"{self.job_label} {job.id} was taken back while this worker was "
+                          "cut off from Redis: its end here is not recorded, its next run's is")
+
     def report_unreadable(self, job_id: str, reason: str) -> None:
         """A job whose hash could not be read was failed (untrusted_jobs.py): its line."""
         console.log_error(f"{self.job_label} {job_id} failed: {reason}")

@@ -24,6 +24,7 @@ TEST_JOB_FUNCTIONS = ("time.sleep", "builtins.len", "builtins.int",
                       "tests.fault_jobs.held_notification",
                       "tests.fault_jobs.file_held_notification",
                       "tests.fault_jobs.slow_notification",
+                      "tests.fault_jobs.taken_back_notification",
                       "tests.test_lean_worker.snapshot_redis")
 
 

@@ -2,8 +2,9 @@
 -- the Finished- or FailedJobRegistry, Job.cleanup, executions.cleanup_execution, the
 -- worker's counters), after the job's events, which come ready-made: job_events.py
 -- makes their fields. Run again after a reply lost to a restart, it writes nothing.
--- A job that is no longer "started" (cancelled, deleted or requeued while it ran) gets
--- its events only: the caller lets RQ's own code end it.
+-- A job taken back from this worker (it was taken for dead) gets nothing. A job that is
+-- no longer "started" (cancelled or deleted while it ran) gets its events only: the
+-- caller lets RQ's own code end it.
 --
 -- KEYS[1]      the job's hash
 -- KEYS[2]      the worker
@@ -29,7 +30,7 @@
 -- ARGV[10...]  the job's fields, then m and the result entry's m fields, then for each
 --              event: the index of its stream in KEYS, k, and its k fields
 -- Returns {outcome, how many dependents the job has}: outcome is ended, ended_before,
--- or not_started (only the events written).
+-- taken_back (nothing written), or not_started (only the events written).
 
 local job, worker, worker_executions, started_registry = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local end_registry, results, execution, job_executions = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -56,6 +57,19 @@ if last then
   end
 end
 
+-- Taken back (recovery.taken_back): this worker was taken for dead while the job ran
+-- (cut off from Redis longer than its lease), and the job went back to its queue. This
+-- late end records nothing and sends no event: the job's next run does.
+local status = redis.call('HGET', job, 'status')
+if not redis.call('ZSCORE', started_registry, composite) and status
+    and status ~= 'canceled' and status ~= 'stopped' then
+  redis.call('DEL', execution)
+  redis.call('ZREM', job_executions, execution_id)
+  redis.call('SREM', worker_executions, composite)
+  redis.call('HSET', worker, 'state', 'idle')
+  return {'taken_back', 0}
+end
+
 local job_fields, at = counted(9)
 local result_fields
 result_fields, at = counted(at)
@@ -67,7 +81,7 @@ while at <= #ARGV do
   redis.call('XADD', stream, '*', unpack(fields))
 end
 for i = 11, #KEYS do redis.call('EXPIRE', KEYS[i], events_ttl) end
-if redis.call('HGET', job, 'status') ~= 'started' then
+if status ~= 'started' then
   return {'not_started', 0}
 end
 -- Job.set_status and Job.save (the fields that changed since the start).

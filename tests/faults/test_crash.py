@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queuing import jobs, recovering_worker, recovery, seats
+from queuing import jobs, recovering_worker, recovery, seats, workers
 from queuing.connection import rq_client
 from queuing.constants import (
     AVAILABLE_SEATS_KEY,
@@ -25,7 +25,7 @@ from queuing.constants import (
     WORKER_LEASE_KEY,
 )
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
-from queuing.job_events import COMPLETED, FAILED
+from queuing.job_events import COMPLETED, FAILED, PROGRESS, JobEvent
 from queuing.notifications import BLACKLISTED_NUMBERS, push_tracked_notification
 from tests import fault_jobs
 from tests.processes import Script, process_alive
@@ -225,6 +225,36 @@ def test_a_job_that_keeps_killing_its_worker_fails_with_a_reason(connection):
         [event] = batch.events(block_ms=1000)
         assert (event.kind, event.error) == (FAILED,
                                              "the worker running it stopped before it ended")
+
+
+def sent_kinds(connection, stream: str) -> set[str]:
+    """The kinds of the events written to a reply stream so far."""
+    return {JobEvent.from_fields(fields).kind for _id, fields in connection.xrange(stream)}
+
+
+@pytest.mark.job_workers
+def test_the_late_end_of_a_job_taken_back_from_its_worker_is_refused(connection, capsys):
+    """A worker cut off from Redis longer than its lease is taken for dead, and its job
+    goes back to the queue; when it gets through again with the job's end, that end is
+    not recorded and its events are not sent: the job's next run records the one end."""
+    queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+    with JobBatch(queue) as batch:
+        job = batch.add(fault_jobs.taken_back_notification,
+                        {"phoneNumber": "4155550100", "message": "m"}, job_id="late")
+        workers.make_worker(queue.name, connection).work(burst=True, max_jobs=1)
+        assert "taken back" in capsys.readouterr().err
+        assert job.get_status(refresh=True) == "queued"
+        assert queue.get_job_ids() == [job.id]
+        assert job.id not in FinishedJobRegistry(queue=queue)
+        assert job.latest_result() is None
+        assert sent_kinds(connection, batch.stream) <= {PROGRESS}  # no end is announced
+
+        workers.make_worker(queue.name, connection).work(burst=True)
+        assert job.get_status(refresh=True) == "finished"
+        assert [event.kind for event in batch.events(block_ms=1000)
+                if event.kind != PROGRESS] == [COMPLETED]
+        assert sent_kinds(connection, batch.stream) - {PROGRESS} == {COMPLETED}
+        assert len(job.results()) == 1
 
 
 def test_a_job_a_dead_worker_took_but_never_started_goes_back(connection):
