@@ -27,6 +27,11 @@ from rq.utils import current_timestamp, now, utcformat
 from queuing.constants import JOB_EVENTS_TTL_SECONDS
 from queuing.job_events import JobEvent
 
+try:
+    import hiredis
+except ImportError:  # redis[hiredis] is a dependency; without it, redis-py's own packer
+    hiredis = None
+
 _LUA = Path(__file__).parent / "lua"
 START_JOB_LUA = (_LUA / "start_job.lua").read_text()
 END_JOB_LUA = (_LUA / "end_job.lua").read_text()
@@ -135,7 +140,14 @@ def undo_start(worker: Any, job_id: str, execution_id: str) -> None:
 
 
 class Scripts:
-    """The two scripts on one connection, sent as EVALSHA (loaded when Redis lacks them)."""
+    """The two scripts on one connection, sent as EVALSHA (loaded when Redis lacks them).
+
+    The calls are packed and their replies read here rather than by a redis-py
+    pipeline: at one round trip per job, the pipeline's own Python (its objects, a test
+    of each of some 80 arguments per call, the reply parsing per command) was ~15 % of a
+    worker's CPU (bench/README.md, "Under load"). A connection error is raised as
+    redis-py raises it; the worker's caller waits for Redis and runs the calls again
+    (both scripts may run twice)."""
 
     def __init__(self, connection: redis.Redis) -> None:
         self.connection = connection
@@ -144,15 +156,41 @@ class Scripts:
 
     def run(self, calls: list[Call]) -> list[Any]:
         """The replies of ``calls``, sent in one round trip."""
+        commands = [("EVALSHA", self.scripts[script].sha, len(keys), *keys, *args)
+                    for script, keys, args in calls]
         while True:
-            try:
-                with self.connection.pipeline(transaction=False) as pipe:
-                    for script, keys, args in calls:
-                        pipe.evalsha(self.scripts[script].sha, len(keys), *keys, *args)
-                    return pipe.execute()
-            except redis.exceptions.NoScriptError:  # a new or restarted Redis: load them
-                for script in self.scripts.values():
-                    self.connection.script_load(script.script)
+            replies = self._round_trip(commands)
+            if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+                break
+            for script in self.scripts.values():  # a new or restarted Redis: load them
+                self.connection.script_load(script.script)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
+
+    def _round_trip(self, commands: list[tuple]) -> list[Any]:
+        """Send ``commands`` and read their replies, an error reply as its exception; a
+        connection left in an unknown state is closed, not reused."""
+        pool = self.connection.connection_pool
+        connection = pool.get_connection()
+        try:
+            if hiredis is not None:
+                connection.send_packed_command([b"".join(map(hiredis.pack_command, commands))])
+            else:
+                connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+            return replies
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
 
 def flat(fields: dict[str, Any]) -> list[str]:

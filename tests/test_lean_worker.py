@@ -22,6 +22,7 @@ import signal
 from typing import Any
 
 import pytest
+import redis
 import rq
 from redis.connection import AbstractConnection
 from rq import Callback, SimpleWorker, get_current_job, suspension
@@ -30,7 +31,7 @@ from rq.job import Dependency, Job, JobStatus
 from rq.rate_limit import RateLimit
 from rq.serializers import JSONSerializer
 
-from queuing import job_batch, job_events, jobs, notifications, settings, workers
+from queuing import job_batch, job_events, jobs, lean_scripts, notifications, settings, workers
 from queuing.connection import rq_client
 from queuing.lean_worker import LeanWorker
 from queuing.recovering_worker import RecoveringWorker
@@ -163,6 +164,32 @@ def test_lean_worker_takes_one_round_trip_per_job(connection):
             AbstractConnection.send_packed_command = original
         assert len(calls) == 2 + 20
         assert len(list(batch.events(block_ms=100))) == 40 * 3
+
+
+def _start_calls(connection, count: int) -> tuple[lean_scripts.Scripts, list]:
+    worker = LeanWorker([jobs.json_queue(QUEUE, connection)], connection=connection,
+                        serializer=JSONSerializer)
+    calls = [worker._start_call(worker.queues[0], [str(n)]).call for n in range(count)]
+    return lean_scripts.Scripts(connection), calls
+
+
+def test_the_scripts_are_loaded_again_when_redis_has_lost_them(connection):
+    """A restarted Redis has no scripts: the round trip loads them and runs again."""
+    scripts, [start] = _start_calls(connection, 1)
+    connection.script_flush()
+    [reply] = scripts.run([start])
+    assert reply[0] == b"empty"
+
+
+def test_an_error_reply_is_raised_once_every_reply_is_read(connection):
+    """The replies are read off the connection even when the first is an error, so the
+    next round trip on it reads its own replies, not the rest of this one's."""
+    scripts, calls = _start_calls(connection, 2)
+    connection.set(f"rq:queue:{QUEUE}", "not a list")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        scripts.run(calls)
+    connection.delete(f"rq:queue:{QUEUE}")
+    assert [reply[0] for reply in scripts.run(calls)] == [b"empty", b"empty"]
 
 
 def test_a_job_started_ahead_goes_back_when_the_worker_stops(connection):
