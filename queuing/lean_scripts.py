@@ -3,8 +3,9 @@
 The scripts restate RQ 3.0's own writes when a job starts and ends (each block of them
 names the RQ method it restates); here is what they are called with: every key they
 touch, in KEYS, and the values that need Python (times, ids, RQ's encoding of a result,
-the fields of the job's events, which job_events.py makes) in ARGV. Both scripts are
-sent together in one round trip when a job's end also starts the next job.
+the fields of the job's events, which job_events.py makes) in ARGV. When a job's end
+also starts the next job, both go in one script call (END_AND_START_LUA, the two
+scripts' bodies unchanged, run one after the other).
 tests/test_lean_worker.py compares what they leave in Redis with RQ's SimpleWorker.
 """
 
@@ -35,6 +36,25 @@ except ImportError:  # redis[hiredis] is a dependency; without it, redis-py's ow
 _LUA = Path(__file__).parent / "lua"
 START_JOB_LUA = (_LUA / "start_job.lua").read_text()
 END_JOB_LUA = (_LUA / "end_job.lua").read_text()
+# An end and the next start in one call: KEYS are the end's then the start's; ARGV[1] and
+# ARGV[2] how many KEYS and ARGV are the end's, then the end's ARGV, then the start's.
+# Each script's body runs as a function whose KEYS and ARGV are its own part.
+END_AND_START_LUA = f"""
+local function part(list, first, last)
+  local out = {{}}
+  for i = first, last do out[#out + 1] = list[i] end
+  return out
+end
+local function end_job(KEYS, ARGV)
+{END_JOB_LUA}
+end
+local function start_job(KEYS, ARGV)
+{START_JOB_LUA}
+end
+local end_keys, end_args = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ended = end_job(part(KEYS, 1, end_keys), part(ARGV, 3, 2 + end_args))
+return {{ended, start_job(part(KEYS, end_keys + 1, #KEYS), part(ARGV, 3 + end_args, #ARGV))}}
+"""
 
 # The RQ release line whose bookkeeping the scripts restate, and the only one the lean
 # worker runs with (workers.py chooses RQ's own worker code otherwise).
@@ -140,7 +160,7 @@ def undo_start(worker: Any, job_id: str, execution_id: str) -> None:
 
 
 class Scripts:
-    """The two scripts on one connection, sent as EVALSHA (loaded when Redis lacks them).
+    """The scripts on one connection, sent as EVALSHA (loaded when Redis lacks them).
 
     The calls are packed and their replies read here rather than by a redis-py
     pipeline: at one round trip per job, the pipeline's own Python (its objects, a test
@@ -152,10 +172,20 @@ class Scripts:
     def __init__(self, connection: redis.Redis) -> None:
         self.connection = connection
         self.scripts = {"start": connection.register_script(START_JOB_LUA),
-                        "end": connection.register_script(END_JOB_LUA)}
+                        "end": connection.register_script(END_JOB_LUA),
+                        "end_and_start": connection.register_script(END_AND_START_LUA)}
 
     def run(self, calls: list[Call]) -> list[Any]:
-        """The replies of ``calls``, sent in one round trip."""
+        """The replies of ``calls``, sent in one round trip; an end followed by a start is
+        one script call (END_AND_START_LUA), its reply the two scripts' replies."""
+        if [call.script for call in calls] == ["end", "start"]:
+            end, start = calls
+            both = Call("end_and_start", [*end.keys, *start.keys],
+                        [len(end.keys), len(end.args), *end.args, *start.args])
+            return self._run([both])[0]
+        return self._run(calls)
+
+    def _run(self, calls: list[Call]) -> list[Any]:
         commands = [("EVALSHA", self.scripts[script].sha, len(keys), *keys, *args)
                     for script, keys, args in calls]
         while True:
