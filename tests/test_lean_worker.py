@@ -192,6 +192,28 @@ def test_an_error_reply_is_raised_once_every_reply_is_read(connection):
     assert [reply[0] for reply in scripts.run(calls)] == [b"empty", b"empty"]
 
 
+def test_a_started_job_reads_as_rq_reads_its_hash(connection):
+    """The job the start script returns is the job RQ's Job.fetch reads (its serializer
+    and dates are set apart from RQ's restore, to save time)."""
+    queue = jobs.json_queue(QUEUE, connection)
+    with job_batch.JobBatch(queue, stream=STREAM) as batch:
+        job_ids = batch.add_many(notifications.push_tracked_notification,
+                                 [({"phoneNumber": "4153518743", "message": n},) for n in "ab"])
+    connection.hset(f"rq:job:{job_ids[1]}", "created_at", "")  # RQ reads it as now
+    worker = LeanWorker([queue], connection=connection, serializer=JSONSerializer)
+    for job_id in job_ids:
+        started = worker._start_waiting_job(queue, burst=True)
+        fetched = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        assert started.id == job_id
+        for name in ("serializer", "enqueued_at", "description", "origin", "timeout", "meta",
+                     "func_name", "args", "kwargs", "_success_callback_name"):
+            assert getattr(started, name) == getattr(fetched, name), name
+        if job_id == job_ids[0]:
+            assert started.created_at == fetched.created_at
+        else:
+            assert abs(started.created_at - fetched.created_at).total_seconds() < 5
+
+
 def test_a_job_started_ahead_goes_back_when_the_worker_stops(connection):
     """max_jobs=1 stops the worker after job 1, whose end script already started job 2:
     job 2 goes back to the front of the queue, as if never taken, and runs later."""
