@@ -196,11 +196,7 @@ class LeanWorker(RecoveringWorker):
                            execution: Execution) -> None:
         """RQ's handle_job_success, in the end script."""
         ttl = job.get_result_ttl(self.default_result_ttl)
-        result = Result(job.id, Result.Type.SUCCESSFUL, self.connection,
-                        return_value=job._result, worker_name=self.name,
-                        serializer=job.serializer, execution_id=execution.id,
-                        execution_started_at=execution.created_at,
-                        execution_ended_at=job.ended_at)
+        result = self._result(job, execution, Result.Type.SUCCESSFUL, return_value=job._result)
         score = ttl if ttl < 0 else current_timestamp() + ttl  # FinishedJobRegistry.add
         job._status = JobStatus.FINISHED
         outcome = "rq"
@@ -227,10 +223,7 @@ class LeanWorker(RecoveringWorker):
         ttl, outcome = job.failure_ttl, "rq"
         if not (self._outbox is None or execution is None or job.should_retry or ttl == 0
                 or self._stopped_job_id == job.id or self.disable_default_exception_handler):
-            result = Result(job.id, Result.Type.FAILED, self.connection, exc_string=exc_string,
-                            worker_name=self.name, serializer=job.serializer,
-                            execution_id=execution.id, execution_started_at=execution.created_at,
-                            execution_ended_at=job.ended_at)
+            result = self._result(job, execution, Result.Type.FAILED, exc_string=exc_string)
             registry_ttl = DEFAULT_FAILURE_TTL if ttl is None else ttl  # FailedJobRegistry.add
             job._status = JobStatus.FAILED
             try:
@@ -251,6 +244,16 @@ class LeanWorker(RecoveringWorker):
             return
         job.send_webhooks(JobStatus.FAILED, exc_string=exc_string)
         self._release_slot_safely(job)
+
+    def _result(self, job: Job, execution: Execution, result_type: Result.Type,
+                **value: Any) -> Result:
+        """RQ's Result of ``execution``. The job's serializer is resolved already: Result()
+        would check it again against RQ's typing.Protocol (~10 us a job), so it is set after."""
+        result = Result(job.id, result_type, self.connection, worker_name=self.name,
+                        execution_id=execution.id, execution_started_at=execution.created_at,
+                        execution_ended_at=job.ended_at, **value)
+        result.serializer = job.serializer
+        return result
 
     def _end(self, job: Job, queue: Queue, execution: Execution, registry_class: type,
              result: Result, **end: Any) -> str:
