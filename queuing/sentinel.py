@@ -52,6 +52,22 @@ class _MasterCheck:
         return self._master is not None and (connection.host, connection.port) != self._master
 
 
+class _FollowingConnection(redis.sentinel.SentinelManagedConnection):
+    """A Sentinel URL's connection that asks the sentinels where the master is whenever it
+    connects. redis-py's asks them only when its pool opens it: a connection dropped under
+    a command (a subscriber's UNSUBSCRIBE, when RQ's worker stops) is opened again at its
+    last address, the dead master's, and the command fails with "Connection refused"."""
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        if self._sock is None and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(*args, **kwargs)
+
+
+class _FollowingSSLConnection(_FollowingConnection, redis.connection.SSLConnection):
+    """:class:`_FollowingConnection` over TLS (as redis-py's SentinelManagedSSLConnection)."""
+
+
 class _FollowingSentinelPool(_MasterCheck, redis.sentinel.SentinelConnectionPool):
     """A Sentinel URL's pool that leaves a demoted master within MASTER_CHECK_SECONDS.
 
@@ -146,6 +162,7 @@ def master_for(client_class: type, where: SentinelURL, options: dict[str, Any],
     else:
         manager = redis.sentinel.Sentinel(where.sentinels, sentinel_kwargs=sentinels)
         pool_class = _BlockingSentinelPool if blocking_pool else _FollowingSentinelPool
+        master["connection_class"] = _FollowingSSLConnection if where.tls else _FollowingConnection
     if not blocking_pool:
         master.pop("timeout", None)
     return manager.master_for(where.service, redis_class=client_class,
