@@ -140,20 +140,30 @@ def worker_name(connection: redis.Redis, role: str, env: settings.Env | None = N
     """A name that says which process runs the worker: ``DYNO`` when the platform sets it
     (``worker.1``), else ``role`` and the host; then the PID, as two workers of one process
     type run in one dyno or host. A name still held in Redis (by a worker killed without
-    deregistering: a PID is used again in a restarted container) gets a random suffix:
-    RQ refuses a live duplicate, and recovery.py must not take a new worker for a dead one."""
+    deregistering: a PID is used again in a restarted container; or by a worker of a
+    look-alike container starting at the same moment) gets a random suffix: RQ refuses a
+    live duplicate, and recovery.py must not take a new worker for a dead one."""
     dyno = settings.dyno() if env is None else settings.dyno(env)
     base = dyno or f"{role}.{socket.gethostname().split('.')[0]}"
     name = f"{base}.{os.getpid()}"
+    while not _claim_name(connection, name):
+        name = f"{base}.{os.getpid()}.{secrets.token_hex(2)}"
+    return name
+
+
+def _claim_name(connection: redis.Redis, name: str) -> bool:
+    """Take ``name``'s lease, unless a live RQ worker has that name or someone holds its
+    lease. Taking the lease (SET NX) is what makes the name ours: of two workers asking at
+    once, one gets it. The worker renews that lease from its start on (recovering_worker)."""
     key = Worker.redis_worker_namespace_prefix + name
     with connection.pipeline(transaction=False) as pipe:
         pipe.exists(key)
         pipe.hexists(key, "death")  # deregistered: RQ lets the name be used again
-        pipe.exists(WORKER_LEASE_KEY.format(name=name))
-        registered, deregistered, leased = pipe.execute()
-    if (registered and not deregistered) or leased:
-        name = f"{name}.{secrets.token_hex(2)}"
-    return name
+        registered, deregistered = pipe.execute()
+    if registered and not deregistered:
+        return False
+    return bool(connection.set(WORKER_LEASE_KEY.format(name=name), 1, nx=True,
+                               ex=recovery.LEASE_SECONDS))
 
 
 class ProcessorBehaviour:

@@ -84,6 +84,17 @@ def test_a_name_still_held_in_redis_is_not_used_again(fake_server):
     assert workers.worker_name(connection, "sms", {"DYNO": "worker.1"}) == name
 
 
+def test_two_workers_named_at_once_on_look_alike_hosts_get_two_names(fake_server):
+    """Two containers of one image have the same hostname and the same PIDs: the second
+    of two workers asking for a name before either registered must not get the first's
+    (RQ would refuse its registration, and its processor would exit 1)."""
+    connection = fakeredis.FakeRedis(server=fake_server)
+    first = workers.worker_name(connection, "sms", {"DYNO": "worker.1"})
+    second = workers.worker_name(connection, "sms", {"DYNO": "worker.1"})
+    assert first != second
+    assert second.startswith(f"{first}.")
+
+
 # -- Retries ---------------------------------------------------------------------------------
 
 class DownSender:
