@@ -32,7 +32,9 @@ def run_pipeline(url: str, jobs: int, enqueue_jobs: int) -> dict:
     done = subprocess.run(
         [sys.executable, str(PIPELINE), "--jobs", str(jobs), "--enqueue-jobs", str(enqueue_jobs),
          "--count-jobs", "0", "--no-plain-rq"],
-        env={**os.environ, "REDIS_URL": url}, capture_output=True, text=True, check=True)
+        env={**os.environ, "REDIS_URL": url}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"pipeline.py failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
