@@ -92,6 +92,7 @@ class Stock:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self.reads = web.KeptGet(client)  # the hot GET's own connections
         self.written = False
 
     def write_missing(self) -> None:
@@ -108,7 +109,7 @@ class Stock:
     def detail_body(self, product: Product) -> str:
         """The body of ``GET /list_products/<id>``: the product and its current quantity."""
         self.write_missing()
-        current = self.client.get(stock_key(product["itemId"]))
+        current = self.reads.get(stock_key(product["itemId"]))
         if current is None:
             raise web.Unavailable(STOCK_GONE_REASON)
         return f"{_DETAIL_HEAD[product['itemId']]}{current}}}"

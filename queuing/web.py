@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
@@ -148,6 +149,76 @@ class HotReads:
         data = body.encode()
         start_response(status, [("Content-Type", JSON), ("Content-Length", str(len(data)))])
         return [data]
+
+
+# The connection classes whose behaviour KeptGet relies on: redis-py's own. A Sentinel
+# URL's pool (its master check is in get_connection) and fakeredis keep client.get.
+_PLAIN_CONNECTIONS = (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
+KEPT_CONNECTIONS = 8  # per process: granian's 2 threads use 2; a burst beyond uses the pool
+
+
+class KeptGet:
+    """``GET key`` on a few connections kept for it, without redis-py's command path.
+
+    Why: under granian that path (argument packing, Retry, the pool's lock and condition,
+    a ``poll()`` per connection handed out) cost ~40 of the ~90 us of CPU a hot GET took
+    (bench/README.md, "HTTP: where a request's CPU goes"). Here the command is packed
+    once per key and sent on an idle kept connection, made from the client's pool
+    settings. At most KEPT_CONNECTIONS are made; when all are busy, and for any pool
+    whose connections are not redis-py's plain ones, ``client.get`` answers instead.
+    A connection that fails is closed (it reconnects when next used); on a lost
+    connection (Redis restarted, closed it) ``client.get`` answers, with its retries, so
+    a Redis that is away still raises redis.ConnectionError (503); a timeout raises at
+    once, as the client's last try would.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        pool = client.connection_pool
+        self._pool = pool if pool.connection_class in _PLAIN_CONNECTIONS else None
+        self._idle: list[redis.connection.AbstractConnection] = []  # pop/append: GIL-atomic
+        self._made = 0
+        self._making = threading.Lock()
+        self._packed: dict[str, list[bytes]] = {}
+
+    def get(self, key: str) -> str | bytes | None:
+        """As ``client.get(key)`` (so it stands in for the client where only GET is used)."""
+        connection = self._take()
+        if connection is None:
+            return self.client.get(key)
+        try:
+            connection.send_packed_command(self._command(connection, key), check_health=False)
+            value = connection.read_response()
+        except redis.ConnectionError:
+            connection.disconnect()
+            self._idle.append(connection)
+            return self.client.get(key)
+        except BaseException:
+            connection.disconnect()
+            self._idle.append(connection)
+            raise
+        self._idle.append(connection)
+        return value
+
+    def _take(self) -> redis.connection.AbstractConnection | None:
+        """An idle kept connection, a new one while fewer than KEPT_CONNECTIONS exist, or None."""
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        if self._pool is None:
+            return None
+        with self._making:
+            if self._made >= KEPT_CONNECTIONS:
+                return None
+            self._made += 1
+        return self._pool.connection_class(**self._pool.connection_kwargs)
+
+    def _command(self, connection: redis.connection.AbstractConnection, key: str) -> list[bytes]:
+        packed = self._packed.get(key)
+        if packed is None:
+            packed = self._packed[key] = [b"".join(connection.pack_command("GET", key))]
+        return packed
 
 
 class JsonErrorsRequestHandler(WSGIRequestHandler):
