@@ -69,7 +69,7 @@ def reserve_seat(client: redis.Redis, number: int) -> None:
     client.set(AVAILABLE_SEATS_KEY, number)
 
 
-def get_current_available_seats(client: redis.Redis) -> str:
+def get_current_available_seats(client: redis.Redis | web.KeptGet) -> str:
     """The seats left, as the string Redis holds ("50"); "0" if the key is gone."""
     return client.get(AVAILABLE_SEATS_KEY) or "0"
 
@@ -154,8 +154,10 @@ def create_app(client: redis.Redis | None = None, rq_connection: redis.Redis | N
         # Under granian: give the lease back and deregister the worker on the stop signal.
         stopping.on_granian_stop(sale.leave, processor.stop)
 
+    seat_reads = web.KeptGet(redis_client)  # the hot GET's own connections
+
     def available_seats_body() -> str:
-        return web.dumps({"numberOfAvailableSeats": get_current_available_seats(redis_client)})
+        return web.dumps({"numberOfAvailableSeats": get_current_available_seats(seat_reads)})
 
     @app.get("/available_seats")
     def available_seats():
