@@ -9,7 +9,10 @@ against REDIS_URL (else a throwaway redis-server), runs ``wrk -t2 -c32 -d10s --l
 ``GET /list_products/1`` and ``GET /available_seats``, then a reservation run
 (``/reserve_product/1..4``; ``/process`` then ``/reserve_seat``) that checks nothing was
 oversold. Only 127.0.0.1 is ever a target; everything it starts, it stops.
-The last line printed is one JSON object: req/s, p50/p99 in ms, errors, the checks.
+The last line printed is one JSON object: req/s, p50/p99 in ms, errors, the checks, and
+for each GET run the CPU per request (µs) of granian's processes (/proc), of Redis
+(``INFO cpu``: with a shared REDIS_URL this includes its other clients) and of wrk: on a
+shared machine req/s moves with the neighbours' load, the CPU a request costs much less.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -80,6 +84,14 @@ def log(text: str) -> None:
 @contextlib.contextmanager
 def granian(factory: str, url: str, workers: int, threads: int) -> Iterator[str]:
     """The README's production command on a free port; yields the base URL."""
+    with granian_process(factory, url, workers, threads) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def granian_process(factory: str, url: str, workers: int,
+                    threads: int) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`granian`, yielding its main process too (its session: every worker)."""
     port = free_port()
     command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
                "--workers", str(workers), "--blocking-threads", str(threads),
@@ -91,7 +103,7 @@ def granian(factory: str, url: str, workers: int, threads: int) -> Iterator[str]
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(base, process)
-            yield base
+            yield base, process
         except BaseException:
             output.seek(0)
             log(output.read().decode(errors="replace")[-2000:])
@@ -133,13 +145,18 @@ def wrk(url: str, seconds: int, connections: int = 32, script: str | None = None
         command[1:1] = ["-s", script]
     if args:
         command += ["--", *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     text = subprocess.run(command, capture_output=True, text=True, check=True,
                           timeout=seconds + 30).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     result = {
         "req_per_s": round(float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))),
+        "requests": int(re.search(r"(\d+) requests in", text).group(1)),
+        "wrk_cpu_s": round((after.ru_utime + after.ru_stime)
+                           - (before.ru_utime + before.ru_stime), 3),
         "p50_ms": to_ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)),
         "p99_ms": to_ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)),
         "errors": (sum(map(int, socket_errors.groups())) if socket_errors else 0)
@@ -152,6 +169,42 @@ def wrk(url: str, seconds: int, connections: int = 32, script: str | None = None
     return result
 
 
+def session_cpu_seconds(session: int) -> float:
+    """User + system CPU time of every live process in ``session`` (granian and its workers)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+        if int(fields[3]) == session:  # fields[3]: the session id; [11], [12]: utime, stime
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def wrk_with_cpu(url: str, seconds: int, server: subprocess.Popen,
+                 client: redis.Redis) -> dict[str, Any]:
+    """:func:`wrk`, warmed up 1 s, plus the CPU µs per request of the server, Redis and wrk."""
+    wrk(url, 1)
+    server_before, redis_before = session_cpu_seconds(server.pid), redis_cpu_seconds(client)
+    result = wrk(url, seconds)
+    server_cpu = session_cpu_seconds(server.pid) - server_before
+    redis_cpu = redis_cpu_seconds(client) - redis_before
+    requests = max(result["requests"], 1)
+    result["cpu_us_per_request"] = {
+        "server": round(server_cpu / requests * 1e6, 1),
+        "redis": round(redis_cpu / requests * 1e6, 1),
+        "wrk": round(result.pop("wrk_cpu_s") / requests * 1e6, 1)}
+    return result
+
+
 def stock_left(client: redis.Redis) -> dict[int, int]:
     return {product["itemId"]: stock.get_current_reserved_stock_by_id(client, product["itemId"])
             for product in stock.LIST_PRODUCTS}
@@ -159,9 +212,9 @@ def stock_left(client: redis.Redis) -> dict[int, int]:
 
 def bench_stock(url: str, client: redis.Redis, workers: int, threads: int, seconds: int,
                 lua: str) -> dict[str, Any]:
-    with granian("queuing.stock:create_app", url, workers, threads) as base:
+    with granian_process("queuing.stock:create_app", url, workers, threads) as (base, server):
         log(f"stock: GET /list_products/1 for {seconds}s")
-        result = wrk(f"{base}/list_products/1", seconds)
+        result = wrk_with_cpu(f"{base}/list_products/1", seconds, server, client)
         before = stock_left(client)
         log("stock: /reserve_product/1..4 for 3s")
         run = wrk(base, 3, script=lua,
@@ -177,9 +230,9 @@ def bench_seats(url: str, client: redis.Redis, workers: int, threads: int, secon
     rq = rq_client(url)
     queue = jobs.json_queue(RESERVE_SEAT_QUEUE, rq)
     finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
-    with granian("queuing.seats:create_app", url, workers, threads) as base:
+    with granian_process("queuing.seats:create_app", url, workers, threads) as (base, server):
         log(f"seats: GET /available_seats for {seconds}s")
-        result = wrk(f"{base}/available_seats", seconds)
+        result = wrk_with_cpu(f"{base}/available_seats", seconds, server, client)
         seats = int(client.get(AVAILABLE_SEATS_KEY) or 0)
         done_before = finished.count, failed.count
         urllib.request.urlopen(f"{base}/process", timeout=5).close()
