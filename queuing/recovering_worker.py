@@ -43,6 +43,7 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
 
     job_class = AllowedJob
     _last_recovery = float("-inf")
+    _forced_stop = False
 
     # --- through a Redis restart: RQ's own loop quits on a lost connection ----------
 
@@ -55,13 +56,29 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
             try:
                 return call(*args, **kwargs)
             except (redis.ConnectionError, redis.TimeoutError):
-                sleep = self._sleep_unless_stopping if stoppable else time.sleep
+                sleep = self._sleep_unless_stopping if stoppable else self._sleep_unless_forced
                 wait_until_connected(self.connection, sleep=sleep, quiet=True)
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
         if self._stop_requested:
             raise StopRequested
+        self._sleep_unless_forced(seconds)
+
+    def _sleep_unless_forced(self, seconds: float) -> None:
+        # A forced stop raises SystemExit where the worker is; RQ takes it, raised inside
+        # the recording of a job's end, for the job's own failure, and records that: a
+        # wait here for a Redis that is gone must not swallow the stop.
+        if self._forced_stop:
+            raise SystemExit(1)
         time.sleep(seconds)
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """RQ's cold shutdown (SystemExit), remembered so that no wait for Redis outlives it."""
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self._forced_stop = True
+            raise
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """SimpleWorker.execute_job, whose bookkeeping waits for Redis to come back."""

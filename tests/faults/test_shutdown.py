@@ -3,6 +3,8 @@ wait, deregisters the workers and exits 0; a second signal stops at once (worker
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import time
 
@@ -15,8 +17,11 @@ from queuing.connection import rq_client
 from queuing.constants import PUSH_NOTIFICATION_QUEUE_2
 from queuing.job_batch import LISTEN_SOCKET_TIMEOUT, JobBatch
 from queuing.job_events import FAILED
+from tests import fault_jobs
 from tests.faults.test_crash import kill_processor
+from tests.faults.test_restart import GOOD, NOT_CONNECTED, read_until
 from tests.scripts.test_jobs import start_processor, wait_until
+from tests.servers import children
 
 COLD = "its worker was stopped while running it (cold shutdown)"
 LONG_JOB_SECONDS = 120  # far longer than any failure timeout below
@@ -76,3 +81,35 @@ def test_a_second_signal_stops_at_once(redis_url, connection):
             assert_stopped_cleanly(processor, connection, batch, queue)
         finally:
             kill_processor(processor, connection)  # and its workers, if the test failed
+
+
+@pytest.mark.job_workers
+def test_a_processor_waiting_for_redis_to_record_a_jobs_end_stops_on_a_signal(redis_server,
+                                                                             tmp_path):
+    """Redis went away for good while two jobs ran: each worker waits for it to record the
+    job's end. A stop signal must still end the processor after its grace (the second,
+    forced stop): a forced stop inside that wait was taken for the job's own failure, whose
+    recording waited for Redis again, for ever."""
+    gate = tmp_path / "gate"
+    server = redis_server.start()
+    connection = rq_client(server.url)
+    processor = start_processor("7_job_processor", server.url, connection, workers=2,
+                                WORKER_SHUTDOWN_GRACE="2")
+    try:
+        queue = jobs.json_queue(PUSH_NOTIFICATION_QUEUE_2, connection)
+        held = [queue.enqueue(fault_jobs.file_held_notification, str(gate), GOOD)
+                for _ in range(2)]
+        wait_until(lambda: all(job.get_status(refresh=True) == "started" for job in held),
+                   "both workers busy")
+        server.stop()
+        gate.touch()  # the jobs end; their end cannot be recorded
+        read_until(processor, NOT_CONNECTED)
+        processor.process.send_signal(signal.SIGTERM)
+        processor.finish(timeout=30)  # raises TimeoutExpired if it does not end
+        assert "Traceback" not in processor.stderr, processor.stderr[-3000:]
+    finally:
+        workers = children(processor.process.pid)
+        processor.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
