@@ -212,8 +212,12 @@ class SentinelRig:
     Every process is stopped and every file removed by :meth:`close`.
     """
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None,
+                 down_after_ms: int = SENTINEL_DOWN_AFTER_MS) -> None:
+        """``down_after_ms``: how long the master may not answer before the sentinels fail
+        it over; a benchmark on a busy machine wants more than the tests' quick 1 s."""
         self.binary = binary or find_redis_server()
+        self.down_after_ms = down_after_ms
         self.root = tempfile.mkdtemp(prefix="redis-sentinel-rig-")
         self.servers: dict[int, RedisServer] = {}  # the data servers, by port
         self.sentinel_ports: list[int] = []
@@ -264,7 +268,7 @@ class SentinelRig:
             f'dir "{folder}"',
             "sentinel resolve-hostnames no",
             f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master_port} {SENTINEL_QUORUM}",
-            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}",
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {self.down_after_ms}",
             f"sentinel failover-timeout {SENTINEL_SERVICE} {SENTINEL_FAILOVER_TIMEOUT_MS}",
             f"sentinel parallel-syncs {SENTINEL_SERVICE} 1",
         ]) + "\n")
