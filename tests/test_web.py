@@ -3,11 +3,15 @@ the Flask routes behind it, with Redis up, down or returning an error (fakeredis
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import fakeredis
 import pytest
+import redis
 from werkzeug.test import Client
 
-from queuing import seats, stock, web
+from queuing import connection, seats, stock, web
 
 HOT_PATHS = {"stock": ["/list_products/1", "/list_products/2", "/list_products/3",
                        "/list_products/4"],
@@ -119,3 +123,46 @@ def test_the_servers_stop_policies(policy, code):
                "except KeyboardInterrupt:\n    raise SystemExit(3)\n")
     result = subprocess.run([sys.executable, "-c", program], timeout=10, capture_output=True)
     assert (result.returncode, result.stderr) == (code, b"")
+
+
+# -- KeptGet: the hot GETs' own connections, on a real Redis -------------------------------
+
+def test_kept_get_reads_as_the_client_does_and_survives_a_restart(redis_server):
+    """A kept connection that Redis closed (a restart) is dropped and the read answered;
+    with Redis away the read raises ConnectionError (the servers' 503)."""
+    redis_server.start()
+    client = connection.server_client(redis_server.url)
+    reads = web.KeptGet(client)
+    client.set("k", "v")
+    assert reads.get("k") == "v" and reads.get("missing") is None
+    redis_server.stop()
+    with pytest.raises(redis.ConnectionError):
+        reads.get("k")
+    redis_server.start()  # its kept connections are to the server that stopped
+    client.set("k", "again")
+    assert reads.get("k") == "again"
+
+
+def test_kept_get_keeps_a_few_connections_however_many_threads_read(real_redis, redis_url):
+    client = connection.server_client(redis_url)
+    reads = web.KeptGet(client)
+    real_redis.set("k", "v")
+    barrier = threading.Barrier(50)
+
+    def read() -> list:
+        barrier.wait(timeout=30)
+        return [reads.get("k") for _ in range(200)]
+
+    with ThreadPoolExecutor(50) as pool:
+        results = [value for done in pool.map(lambda _: read(), range(50)) for value in done]
+    assert results == ["v"] * 10_000
+    assert reads._made <= web.KEPT_CONNECTIONS
+
+
+def test_kept_get_stays_usable_after_an_error_reply(real_redis, redis_url):
+    reads = web.KeptGet(connection.server_client(redis_url))
+    real_redis.rpush("a-list", 1)
+    with pytest.raises(redis.ResponseError):  # WRONGTYPE
+        reads.get("a-list")
+    real_redis.set("k", "v")
+    assert reads.get("k") == "v"
