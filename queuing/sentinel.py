@@ -64,8 +64,8 @@ class _FollowingConnection(redis.sentinel.SentinelManagedConnection):
         super().connect_check_health(*args, **kwargs)
 
 
-class _FollowingSSLConnection(_FollowingConnection, redis.connection.SSLConnection):
-    """:class:`_FollowingConnection` over TLS (as redis-py's SentinelManagedSSLConnection)."""
+class _FollowingSSLConnection(_FollowingConnection, redis.sentinel.SentinelManagedSSLConnection):
+    """:class:`_FollowingConnection` over TLS."""
 
 
 class _FollowingSentinelPool(_MasterCheck, redis.sentinel.SentinelConnectionPool):

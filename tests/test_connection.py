@@ -485,13 +485,14 @@ def test_sentinel_clients_answer_and_wait_as_their_direct_twins():
 def test_a_tls_sentinel_url_speaks_tls_to_the_master_and_the_sentinels():
     client = connect("rediss+sentinel://h:26379/mymaster?ssl_cert_reqs=none")
     pool = client.connection_pool
-    assert pool.connection_class is redis.sentinel.SentinelManagedSSLConnection
+    assert issubclass(pool.connection_class, redis.sentinel.SentinelManagedSSLConnection)
     assert pool.connection_kwargs["ssl_cert_reqs"] == "none"
     [sentinel] = pool.sentinel_manager.sentinels
     assert sentinel.connection_pool.connection_class is redis.SSLConnection
     assert sentinel.connection_pool.connection_kwargs["ssl_cert_reqs"] == "none"
     plain = connect("redis+sentinel://h/mymaster").connection_pool
-    assert plain.connection_class is redis.sentinel.SentinelManagedConnection
+    assert issubclass(plain.connection_class, redis.sentinel.SentinelManagedConnection)
+    assert not issubclass(plain.connection_class, redis.SSLConnection)
 
 
 def test_a_dead_sentinel_is_not_retried_and_its_timeouts_are_short():
