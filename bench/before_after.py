@@ -144,6 +144,7 @@ def figure(result: dict, read: Callable[[dict], float]) -> float | None:
 
 
 def summary(values: list[float], digits: int) -> str:
+    """Median (min-max), or "-" for none."""
     if not values:
         return "-"
     text = f"{statistics.median(values):,.{digits}f}"

@@ -62,6 +62,7 @@ import redis
 
 import http_load
 import pipeline
+from before_after import summary
 from queuing import jobs, notifications
 from queuing.connection import rq_client
 from queuing.job_batch import JobBatch
@@ -381,16 +382,6 @@ def values(lines: list[dict], system: str, kind: str, read: Callable[[dict], flo
 
 def median_or_none(numbers: list[float]) -> float | None:
     return statistics.median(numbers) if numbers else None
-
-
-def summary(numbers: list[float], digits: int) -> str:
-    """Median (min-max)."""
-    if not numbers:
-        return "-"
-    text = f"{statistics.median(numbers):,.{digits}f}"
-    if len(numbers) > 1:
-        text += f" ({min(numbers):,.{digits}f}-{max(numbers):,.{digits}f})"
-    return text
 
 
 def table(lines: list[dict], systems: tuple[str, ...], figures: list) -> str:

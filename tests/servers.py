@@ -88,6 +88,16 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def kill_with_children(script: Script) -> None:
+    """SIGKILL a script and the processes it started (a processor's workers), as a test's
+    clean-up: nothing of theirs outlives the test, whether it passed or not."""
+    started = children(script.process.pid)
+    script.kill()
+    for pid in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def http_get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
     """(status, Content-Type, body), for errors too."""
     request = urllib.request.Request(url, method=method)

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from queuing.constants import AVAILABLE_SEATS_KEY, PUSH_NOTIFICATION_QUEUE_2, SE
 from queuing.job_batch import LOST_JOB
 from queuing.local_redis import SentinelRig
 from tests.processes import Script, wait_until
-from tests.servers import Server, children, http_get
+from tests.servers import Server, http_get, kill_with_children
 
 pytestmark = pytest.mark.redis_server
 
@@ -240,11 +239,7 @@ def jobs_through_a_switch(rig: SentinelRig, tmp_path: Path,
                                            for script in scripts for line in script.lines)}
     finally:
         for script in scripts:  # the processor's workers too, should it not have ended
-            workers = children(script.process.pid)
-            script.kill()
-            for pid in workers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_with_children(script)
 
 
 @pytest.mark.job_workers

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sys
 import threading
 import time
@@ -42,7 +40,7 @@ from tests.faults.test_failover import (
 )
 from tests.hosts import Host, listen_on, namespaces_missing
 from tests.processes import Script, skip_unless_ci, wait_until
-from tests.servers import children
+from tests.servers import kill_with_children
 
 pytestmark = pytest.mark.redis_server
 
@@ -133,15 +131,6 @@ def finals_in(connection, stream: str, job_id: str) -> list[str]:
 def hosts_seen(connection, names: set[str]) -> set[tuple[str, int]]:
     return {(worker.hostname, worker.pid) for worker in Worker.all(connection=connection)
             if worker.name in names}
-
-
-def stop_on_this_machine(script: Script) -> None:
-    """SIGKILL a processor started here and its workers (test clean-up)."""
-    workers = children(script.process.pid)
-    script.kill()
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.job_workers
@@ -285,7 +274,7 @@ def test_a_processor_host_cut_off_for_30s_has_its_late_end_refused(
         print(f"host cut off {CUT_SECONDS:.0f}s: {json.dumps(figures)}")  # pytest -rP
     finally:
         if processor_b is not None:
-            stop_on_this_machine(processor_b)
+            kill_with_children(processor_b)
 
 
 PROBE = """import os, socket, sys, time, redis

@@ -3,8 +3,6 @@ wait, deregisters the workers and exits 0; a second signal stops at once (worker
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import time
 
@@ -21,7 +19,7 @@ from tests import fault_jobs
 from tests.faults.test_crash import kill_processor
 from tests.faults.test_restart import GOOD, NOT_CONNECTED, read_until
 from tests.scripts.test_jobs import start_processor, wait_until
-from tests.servers import children
+from tests.servers import kill_with_children
 
 COLD = "its worker was stopped while running it (cold shutdown)"
 LONG_JOB_SECONDS = 120  # far longer than any failure timeout below
@@ -108,8 +106,4 @@ def test_a_processor_waiting_for_redis_to_record_a_jobs_end_stops_on_a_signal(re
         processor.finish(timeout=30)  # raises TimeoutExpired if it does not end
         assert "Traceback" not in processor.stderr, processor.stderr[-3000:]
     finally:
-        workers = children(processor.process.pid)
-        processor.kill()
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_with_children(processor)
