@@ -6,6 +6,7 @@ Their names start with a digit, so ``import 1_redis_op`` is not valid Python:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import queue
@@ -14,12 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
 import pytest
+
+from queuing.local_redis import RedisServerNotFound, SentinelRig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,3 +209,15 @@ class Honcho:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+@contextlib.contextmanager
+def started_rig() -> Iterator[SentinelRig]:
+    """A SentinelRig (a master, an AOF replica, three sentinels), stopped and removed
+    afterwards. Without a redis-server it skips, except in CI, where it fails."""
+    try:
+        rig = SentinelRig()
+    except RedisServerNotFound as error:
+        skip_unless_ci(str(error))
+    with rig:
+        yield rig

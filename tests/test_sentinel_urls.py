@@ -5,7 +5,6 @@ redis-server processes)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import subprocess
 import sys
@@ -19,9 +18,9 @@ from rq.cli.helpers import get_redis_from_config
 from rq.connections import parse_connection
 
 from queuing import connection, settings, urls
-from queuing.local_redis import RedisServer, RedisServerNotFound, SentinelRig
+from queuing.local_redis import RedisServer, SentinelRig
 from queuing.urls import SentinelURL, parse_sentinel_url
-from tests.processes import ROOT, run_script, script_env, skip_unless_ci
+from tests.processes import ROOT, run_script, script_env, started_rig
 
 SECRET = "s3cret"
 
@@ -116,18 +115,6 @@ def poll(condition: Callable[[], object], what: str, timeout: float = RIG_WAIT) 
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what}")
         time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def started_rig() -> Iterator[SentinelRig]:
-    """A SentinelRig, stopped and removed afterwards. Without a redis-server it skips,
-    except in CI, where it fails."""
-    try:
-        rig = SentinelRig()
-    except RedisServerNotFound as error:
-        skip_unless_ci(str(error))
-    with rig:
-        yield rig
 
 
 @pytest.fixture(scope="module")

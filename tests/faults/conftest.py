@@ -6,18 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from queuing.local_redis import RedisServerNotFound, SentinelRig
-from tests.processes import skip_unless_ci
+from queuing.local_redis import SentinelRig
+from tests.processes import started_rig
 
 
 @pytest.fixture
 def sentinel_rig() -> Iterator[SentinelRig]:
     """A master, an AOF replica and three sentinels of this test's own (local_redis);
-    stopped and removed when the test ends. Without a redis-server it skips, except in CI,
-    where it fails."""
-    try:
-        rig = SentinelRig()
-    except RedisServerNotFound as error:
-        skip_unless_ci(str(error))
-    with rig:
+    stopped and removed when the test ends."""
+    with started_rig() as rig:
         yield rig
