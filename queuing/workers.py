@@ -278,9 +278,11 @@ class ProcessorBehaviour:
 
     def _on_stop_signal(self, signum: int | None, first: bool) -> None:
         if not self._stopping:  # the first signal, maybe before this hook was in place
-            self._stopping = True
-            self._stop_requested = True
+            # _stopping last: a copy of the signal handled inside this call (Python may run
+            # the next handler between any two lines) must find the date RQ compares it with.
             self._shutdown_requested_date = now() - timedelta(seconds=stopping.since_request())
+            self._stop_requested = True
+            self._stopping = True
             # RQ takes a second signal within 1 s for a copy of the first, so the grace is
             # never shorter; the timer's SIGTERM is then the second signal.
             grace = max(self.shutdown_grace, stopping.COPY_SECONDS + 0.5)

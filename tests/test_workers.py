@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -210,3 +211,23 @@ def test_a_state_change_that_meets_a_restart_waits_instead_of_quitting(fake_serv
     monkeypatch.setattr(connection, "hset", hset_once_cut_off)
     worker.set_state("idle")  # does not raise: waits for Redis, then sets it
     assert len(calls) == 2 and connection.hget(worker.key, "state") == b"idle"
+
+
+def test_a_copy_of_the_stop_signal_handled_inside_the_first_is_taken_for_a_copy(fake_server):
+    """A terminal's Ctrl-C reaches a worker twice at once (from the terminal and from its
+    processor): Python may run the second handler inside the first. It found the worker
+    stopping but not yet knowing since when, and raised TypeError into the running job
+    ("unsupported operand type(s) for -: 'datetime.datetime' and 'NoneType'"), which
+    failed it."""
+
+    class CopyInside(workers.ProcessorWorker):
+        def __setattr__(self, name: str, value: object) -> None:
+            super().__setattr__(name, value)
+            if name == "_stopping" and value and not self.__dict__.get("copied"):
+                self.__dict__["copied"] = True
+                self._on_stop_signal(signal.SIGINT, False)  # the copy, inside the first
+
+    worker = CopyInside(["q"], connection=fakeredis.FakeRedis(server=fake_server),
+                        name="copy-inside")
+    worker._on_stop_signal(signal.SIGINT, True)
+    assert worker.__dict__.get("copied") and worker._stop_requested
