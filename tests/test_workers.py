@@ -213,7 +213,8 @@ def test_a_state_change_that_meets_a_restart_waits_instead_of_quitting(fake_serv
     assert len(calls) == 2 and connection.hget(worker.key, "state") == b"idle"
 
 
-def test_a_copy_of_the_stop_signal_handled_inside_the_first_is_taken_for_a_copy(fake_server):
+def test_a_copy_of_the_stop_signal_handled_inside_the_first_is_taken_for_a_copy(fake_server,
+                                                                                monkeypatch):
     """A terminal's Ctrl-C reaches a worker twice at once (from the terminal and from its
     processor): Python may run the second handler inside the first. It found the worker
     stopping but not yet knowing since when, and raised TypeError into the running job
@@ -227,6 +228,14 @@ def test_a_copy_of_the_stop_signal_handled_inside_the_first_is_taken_for_a_copy(
                 self.__dict__["copied"] = True
                 self._on_stop_signal(signal.SIGINT, False)  # the copy, inside the first
 
+    class NoTimer:  # the stop's timer would SIGTERM this test process after the grace
+        def __init__(self, *args: object) -> None:
+            self.daemon = True
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(workers.threading, "Timer", NoTimer)
     worker = CopyInside(["q"], connection=fakeredis.FakeRedis(server=fake_server),
                         name="copy-inside")
     worker._on_stop_signal(signal.SIGINT, True)
