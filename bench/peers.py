@@ -31,6 +31,10 @@ system each round, so no system always goes first:
 4. HTTP: ``wrk -t2 -c32 -d<--seconds>s --latency`` on ``GET /list_products/1`` of Express
    (``express-bench/run.sh``: one process, then ``CLUSTER=2``, Node's cluster, one process
    per core) and of ours (``http_load.granian``: the README's granian command); req/s, p99.
+5. flat cost (``--flat N``, e.g. 50000): step 1 again with N jobs for BullMQ and ours (on
+   a fresh server, the same checks scaled to N), just after the round's step 1, so each
+   round gives N jobs' jobs/s over ``--jobs`` jobs' (``ratio_to_quiet``) and the CPU ms
+   per job of each process at N: does an extra job cost the same with 50,000 as with 5,000?
 
 Printed: two tables of medians (range over the rounds), the figure per system and
 ours / the best peer (for memory, CPU and p99 lower is better: a ratio above 1 is worse).
@@ -78,6 +82,7 @@ PEER_FOLDERS = {"kue": "kue-bench", "bullmq": "bullmq-bench"}
 PEER_NAMES = {"kue": "Kue", "bullmq": "BullMQ", "ours": "ours",
               "express": "Express", "express_cluster": "Express cluster (2)"}
 JOB_SYSTEMS = ("kue", "bullmq", "ours")
+FLAT_SYSTEMS = ("bullmq", "ours")  # Kue at 50,000 jobs takes minutes a round
 HTTP_SERVERS = ("express", "express_cluster", "ours")
 
 
@@ -366,11 +371,40 @@ JOB_FIGURES: list[tuple[str, str, Callable[[dict], float], int, bool]] = [
     ("CPU ms/job, workers, quiet", "quiet", lambda r: r["cpu_ms_per_job"]["workers"], 3, False),
     ("CPU ms/job, Redis, quiet", "quiet", lambda r: r["cpu_ms_per_job"]["redis"], 3, False),
 ]
+
+
+def flat_figures(count: int) -> list[tuple[str, str, Callable[[dict], float], int, bool]]:
+    """The rows of ``--flat``: end to end with ``count`` jobs, its ratio to the same round's
+    quiet run, and the CPU per job of each process at ``count``."""
+    jobs_label = f"{count:,} jobs"
+    return [
+        (f"end to end, jobs/s, {jobs_label}", "flat", lambda r: r["jobs_per_s"], 0, True),
+        (f"end to end, {jobs_label} / quiet, jobs/s", "flat",
+         lambda r: r["ratio_to_quiet"], 2, True),
+        *((f"CPU ms/job, {name}, {jobs_label}", "flat",
+           lambda r, process=process: r["cpu_ms_per_job"][process], 3, False)
+          for process, name in (("creator", "creator"), ("workers", "workers"),
+                                ("redis", "Redis"))),
+    ]
+
+
 HTTP_FIGURES: list[tuple[str, str, Callable[[dict], float], int, bool]] = [
     ("GET /list_products/1, req/s", "http", lambda r: r["req_per_s"], 0, True),
     ("GET /list_products/1, p50 ms", "http", lambda r: r["p50_ms"], 2, False),
     ("GET /list_products/1, p99 ms", "http", lambda r: r["p99_ms"], 2, False),
 ]
+
+
+def with_ratio_to_quiet(result: dict[str, Any], quiet: list[dict], system: str,
+                        round_number: int) -> dict[str, Any]:
+    """``result`` (a --flat run) with its jobs/s over the same round's quiet run of the same
+    system: paired in time, the ratio moves less with the neighbours than either figure."""
+    paired = [line["result"] for line in quiet
+              if line["round"] == round_number and line["system"] == system
+              and line["kind"] == "quiet" and not line["result"].get("problems")]
+    if paired and not result.get("problems"):
+        result["ratio_to_quiet"] = round(result["jobs_per_s"] / paired[0]["jobs_per_s"], 3)
+    return result
 
 
 def values(lines: list[dict], system: str, kind: str, read: Callable[[dict], float]) -> list:
@@ -475,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--loaded", action="store_true",
                         help="also end to end with a busy loop per core")
+    parser.add_argument("--flat", type=int, default=0, metavar="N",
+                        help="also end to end with N jobs (BullMQ and ours), e.g. 50000")
     parser.add_argument("--seconds", type=int, default=10, help="wrk -d of each HTTP run")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--calm", type=float, default=0.5, metavar="SHARE",
@@ -493,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     raw_path = args.results / f"peers-{started:%Y-%m-%d-%H%M}.jsonl"
     header = {"started": started.isoformat(timespec="seconds"), "load_average": load_average(),
-              "cpus": os.cpu_count(), "jobs": args.jobs, "rounds": args.rounds,
+              "cpus": os.cpu_count(), "jobs": args.jobs, "flat_jobs": args.flat,
+              "rounds": args.rounds,
               "redis_server": subprocess.run(["redis-server", "--version"], capture_output=True,
                                              text=True).stdout.split()[2],
               "node": subprocess.run(["node", "--version"], capture_output=True,
@@ -511,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(line)
             raw.write(json.dumps(line) + "\n")
             raw.flush()
-            shown = {key: result[key] for key in ("jobs_per_s", "enqueue_per_s",
+            shown = {key: result[key] for key in ("jobs_per_s", "ratio_to_quiet",
+                                                   "enqueue_per_s",
                                                    "bytes_per_pending_job", "req_per_s",
                                                    "p99_ms", "problems") if key in result}
             log(f"  round {round_number} {kind:15} {system:16} {shown}")
@@ -525,6 +563,10 @@ def main(argv: list[str] | None = None) -> int:
                 f" cores {busy:.0%} busy before it")
             for system in turned(JOB_SYSTEMS, round_number):
                 record(system, "quiet", round_number, end_to_end(system, args.jobs))
+            if args.flat:
+                for system in turned(FLAT_SYSTEMS, round_number):
+                    record(system, "flat", round_number, with_ratio_to_quiet(
+                        end_to_end(system, args.flat), lines, system, round_number))
             for system in turned(JOB_SYSTEMS, round_number):
                 record(system, "memory_default", round_number,
                        enqueue_and_memory(system, args.jobs, DEFAULT_SERVER))
@@ -552,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     print(title)
     print(f"{args.rounds} rounds in {footer['minutes']} min; medians (range); raw: {raw_path}")
     print()
-    print(table(lines, JOB_SYSTEMS, JOB_FIGURES))
+    print(table(lines, JOB_SYSTEMS, JOB_FIGURES + flat_figures(args.flat)))
     if not args.no_http:
         print()
         print(table(lines, HTTP_SERVERS, HTTP_FIGURES))
