@@ -154,6 +154,32 @@ def take_back(queue: Queue, job: Job, execution_id: str) -> None:
         pipe.execute()
 
 
+def hand_back(worker: Worker, queue: Queue, job: Job, execution: Execution) -> bool:
+    """A job ``worker`` started but will not end (it must run again, or the worker stops)
+    back at the front of ``queue``, once, its execution gone, in one transaction; unless
+    the started registry no longer holds ``execution``: recovery took the job back, or a
+    failover lost its start, and it runs where it is now. True when handed back.
+
+    The transaction watches the job's hash, not the busy started registry: whoever takes
+    the job back or starts it writes the hash in the same step."""
+    started = queue.started_job_registry.key
+    with queue.connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(job.key)
+                if pipe.zscore(started, execution.composite_key) is None:
+                    return False
+                pipe.multi()
+                worker.cleanup_execution(job, pipeline=pipe, execution=execution)
+                pipe.lrem(queue.key, 0, job.id)
+                pipe.lrem(queue.intermediate_queue_key, 0, job.id)
+                put_back(queue, job, pipe)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue  # the job changed hands meanwhile: look again
+
+
 def taken_back(connection: redis.Redis, job: Job, started_registry: str,
                execution_id: str) -> bool:
     """True when ``job`` was taken back from the execution ``execution_id`` (its worker was

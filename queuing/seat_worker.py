@@ -79,20 +79,9 @@ class SeatWorker(RecoveringWorker):
         self.through_restarts(self.put_back, job, queue, execution)
 
     def put_back(self, job: Job, queue: Queue, execution: Execution) -> None:
-        """``job`` back at the front of ``queue`` (once), its execution gone, in one
-        transaction; unless the job is no longer this worker's (the started registry does
-        not hold its execution): recovery took it back, or a failover lost its start and
-        the new master has it queued or taken, where it runs (recovery.py)."""
-        started = queue.started_job_registry.key
-        if self.connection.zscore(started, execution.composite_key) is None:
-            return
-        with self.connection.pipeline() as pipe:
-            pipe.multi()
-            self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            pipe.lrem(queue.key, 0, job.id)
-            pipe.lrem(queue.intermediate_queue_key, 0, job.id)
-            recovery.put_back(queue, job, pipe)
-            pipe.execute()
+        """``job`` back at the front of its queue to run again, unless it is no longer
+        this worker's (recovery.hand_back)."""
+        recovery.hand_back(self, queue, job, execution)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """RQ's wait for a job, in slices, until :attr:`stop` is set; then RQ's work loop

@@ -209,6 +209,42 @@ def test_a_take_that_meets_redis_away_runs_again_instead_of_failing(client, fake
     assert fake_redis.get("available_seats") == "49"
 
 
+def test_a_job_taken_back_while_its_worker_hands_it_back_is_not_queued_twice(
+        client, rq_redis, monkeypatch):
+    """The worker hands back a job whose take met Redis away. Should recovery take it back
+    meanwhile (the worker taken for dead) and another worker start it, the hand-back must
+    not queue it again: it would run twice at once."""
+    from queuing import recovery
+
+    assert client.get("/reserve_seat").data == IN_PROCESS
+    monkeypatch.setattr(rq_redis, "eval", _fails_once(rq_redis.eval))
+    started = "rq:wip:reserve_seat"
+    hand_back = recovery.put_back
+    queued_after_hand_back = []
+
+    def taken_back_and_started_elsewhere_meanwhile(queue, job, pipe):
+        if not queued_after_hand_back:  # only the first hand-back meets the race
+            # Recovery takes the job back (RQ's enqueue_job writes its hash)...
+            rq_redis.delete(started)
+            rq_redis.hset(job.key, "status", "queued")
+            # ...and another worker starts it.
+            rq_redis.hset(job.key, mapping={"status": "started", "worker_name": "another"})
+            rq_redis.zadd(started, {f"{job.id}:another-workers-execution": time.time() + 60})
+        hand_back(queue, job, pipe)
+
+    def worker_hands_back(self, *args):
+        type(self).put_back(self, *args)
+        queued_after_hand_back.append(rq_redis.lrange("rq:queue:reserve_seat", 0, -1))
+
+    monkeypatch.setattr(recovery, "put_back", taken_back_and_started_elsewhere_meanwhile)
+    worker = seat_worker.SeatWorker(["reserve_seat"], connection=rq_redis,
+                                    serializer=JSONSerializer)
+    monkeypatch.setattr(worker, "put_back", worker_hands_back.__get__(worker))
+    worker.work(burst=True, logging_level="WARNING")
+    assert queued_after_hand_back == [[]]
+    assert rq_redis.zrange(started, 0, -1) == [b"1:another-workers-execution"]
+
+
 @pytest.mark.parametrize(("success", "failure"), [
     ("queuing.seats.job_completed", "queuing.seats.job_failed"),
     ("seats.job_completed", "seats.job_failed"),
