@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -103,9 +105,16 @@ class ForbiddenJob(Exception):
 
 def allowed_names(env: Mapping[str, str] | None = None) -> frozenset[str]:
     """The project's job functions and those ``EXTRA_JOB_FUNCTIONS`` adds (from ``env``,
-    by default the environment)."""
-    extra = settings.extra_job_functions() if env is None else settings.extra_job_functions(env)
-    return JOB_FUNCTIONS | extra
+    by default the environment). Read on every job, so a change of the setting counts
+    at once; only the parsing is cached, by the setting's text (a worker asks ~3 times
+    a job)."""
+    setting = (os.environ if env is None else env).get(settings.EXTRA_JOB_FUNCTIONS_ENV, "")
+    return _allowed_names(setting)
+
+
+@lru_cache(maxsize=16)
+def _allowed_names(setting: str) -> frozenset[str]:
+    return JOB_FUNCTIONS | settings.extra_job_functions({settings.EXTRA_JOB_FUNCTIONS_ENV: setting})
 
 
 def forbidden_names(job: Job, allowed: frozenset[str]) -> list[str]:
@@ -127,7 +136,8 @@ class AllowedJob(Job):
         if self.instance is not None:
             raise ForbiddenJob("it calls a method of an object; only plain job functions "
                                "run here")
-        return import_attribute(current_name(self.func_name)) if self.func_name else None
+        name = self.func_name
+        return import_attribute(current_name(name)) if name else None
 
     @property
     def success_callback(self) -> Any:

@@ -83,6 +83,18 @@ def test_the_operator_may_allow_more(monkeypatch, connection):
     assert job.return_value() == 2
 
 
+
+def test_the_allowed_names_follow_the_setting_as_it_changes(monkeypatch, connection):
+    """The parsed setting is cached by its text: a worker still sees each change."""
+    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, "builtins.len")
+    assert run_one(connection, f="builtins.len", args=([1],))[0].get_status() == JobStatus.FINISHED
+    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, "builtins.abs")
+    assert run_one(connection, f="builtins.len", args=([1],))[0].get_status() == JobStatus.FAILED
+    monkeypatch.delenv(settings.EXTRA_JOB_FUNCTIONS_ENV)
+    assert untrusted_jobs.allowed_names() == untrusted_jobs.JOB_FUNCTIONS
+    assert untrusted_jobs.allowed_names({settings.EXTRA_JOB_FUNCTIONS_ENV: " a.b, "}) == (
+        untrusted_jobs.JOB_FUNCTIONS | {"a.b"})
+
 # -- A job that cannot be read -------------------------------------------------------------
 
 class GuardedWorker(SkipsUnreadableJobs, SimpleWorker):
