@@ -24,6 +24,7 @@ from rq.worker import WorkerStatus
 from queuing import job_events
 from queuing.connection import text, wait_until_connected
 from queuing.constants import WORKER_LEASE_KEY
+from queuing.death_penalty import AlarmDeathPenalty
 from queuing.recovery import (
     LEASE_SECONDS,
     RECOVERY_SECONDS,
@@ -42,6 +43,7 @@ class RecoveringWorker(SkipsUnreadableJobs, SimpleWorker):
     instead of dying on it (untrusted_jobs.py)."""
 
     job_class = AllowedJob
+    death_penalty_class = AlarmDeathPenalty  # RQ's job timeout, its handler installed once
     _last_recovery = float("-inf")
     _forced_stop = False
 

@@ -1,0 +1,112 @@
+"""A job over its timeout fails as with RQ's own death penalty (death_penalty.py)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+
+from queuing import jobs
+from queuing.connection import rq_client
+from queuing.death_penalty import AlarmDeathPenalty
+from queuing.lean_worker import LeanWorker
+from queuing.recovering_worker import RecoveringWorker
+
+QUEUE = "death_penalty"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _timed_out(worker_class: type, redis_url: str) -> tuple[JobStatus, str, JobStatus]:
+    """A job over its 1 s timeout, then one that returns, through ``worker_class``: the
+    first's status and stored traceback, the second's status."""
+    connection = rq_client(redis_url)
+    connection.flushdb()
+    queue = jobs.json_queue(QUEUE, connection)
+    slow = queue.enqueue("time.sleep", 3, job_timeout=1)
+    quick = queue.enqueue("builtins.len", [1, 2])
+    worker_class([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    slow = queue.fetch_job(slow.id)
+    return slow.get_status(), slow.latest_result().exc_string, queue.fetch_job(
+        quick.id).get_status()
+
+
+@pytest.mark.parametrize("worker_class", [RecoveringWorker, LeanWorker])
+def test_a_job_over_its_timeout_fails_as_with_rqs_death_penalty(worker_class, redis_url):
+    assert worker_class.death_penalty_class is AlarmDeathPenalty
+    rqs = type("WithRQsPenalty", (worker_class,), {"death_penalty_class": UnixSignalDeathPenalty})
+    ours = _timed_out(worker_class, redis_url)
+    assert ours == _timed_out(rqs, redis_url)
+    status, exc_string, next_status = ours
+    assert (status, next_status) == (JobStatus.FAILED, JobStatus.FINISHED)
+    assert exc_string.endswith(
+        "JobTimeoutException: Task exceeded maximum timeout value (1 seconds)\n")
+    assert signal.alarm(0) == 0  # no alarm left set after the jobs
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a Python of its own: a SIGALRM gone wrong would end pytest itself."""
+    prelude = textwrap.dedent("""
+        import os, signal, time
+        from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+        from queuing import death_penalty
+        from queuing.death_penalty import AlarmDeathPenalty
+        """)
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+
+def test_after_rqs_own_penalty_put_the_default_back_the_handler_is_installed_again():
+    done = _run("""
+        with AlarmDeathPenalty(5, JobTimeoutException):
+            pass
+        with UnixSignalDeathPenalty(5, JobTimeoutException):
+            pass
+        assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+        try:
+            with AlarmDeathPenalty(1, JobTimeoutException):
+                time.sleep(3)
+        except JobTimeoutException as error:
+            print(error)
+        """)
+    assert (done.returncode, done.stdout) == (
+        0, "Task exceeded maximum timeout value (1 seconds)\n")
+
+
+def test_an_alarm_with_no_job_running_ends_the_process_as_the_default_does():
+    done = _run("""
+        with AlarmDeathPenalty(5, JobTimeoutException):
+            pass
+        os.kill(os.getpid(), signal.SIGALRM)
+        time.sleep(1)
+        print("went on")
+        """)
+    assert (done.returncode, done.stdout) == (-signal.SIGALRM, "")
+
+
+def test_outside_the_main_thread_it_refuses_as_rqs_does():
+    with AlarmDeathPenalty(5, JobTimeoutException):  # the handler is in place
+        pass
+    errors = []
+
+    def enter(penalty_class: type) -> None:
+        try:
+            with penalty_class(5, JobTimeoutException):
+                pass
+        except ValueError as error:
+            errors.append(penalty_class)
+            assert "main thread" in str(error)
+
+    for penalty_class in (UnixSignalDeathPenalty, AlarmDeathPenalty):
+        thread = threading.Thread(target=enter, args=(penalty_class,))
+        thread.start()
+        thread.join()
+    assert errors == [UnixSignalDeathPenalty, AlarmDeathPenalty]
+    assert signal.alarm(0) == 0
