@@ -11,6 +11,7 @@ tests/test_lean_worker.py compares what they leave in Redis with RQ's SimpleWork
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.suspension import WORKERS_SUSPENDED
-from rq.utils import current_timestamp, now, str_to_date, utcformat
+from rq.utils import now, str_to_date
 
 from queuing.constants import JOB_EVENTS_TTL_SECONDS
 from queuing.job_events import JobEvent
@@ -96,16 +97,29 @@ def start_call(worker: Any, queue_key: str, intermediate_key: str, started_regis
     at, execution_id = now(), uuid4().hex
     keys = [queue_key, intermediate_key, worker.key, worker.executions_key, started_registry,
             WORKERS_SUSPENDED]
+    job_prefix = worker.job_class.redis_job_namespace_prefix  # Job.key_for
     for job_id in job_ids:
-        keys += [worker.job_class.key_for(job_id),
-                 Execution(execution_id, job_id, worker.connection).key,
-                 ExecutionRegistry.key_template.format(job_id)]
+        keys += [job_prefix + job_id, _EXECUTION_KEY.format(job_id, execution_id),
+                 _EXECUTIONS_KEY.format(job_id)]
     if wait_for is not None:
         keys.append(wait_for)
-    args = [job_ids[0], execution_id, repr(at.timestamp()), current_timestamp(), utcformat(at),
+    stamp = at.timestamp()
+    args = [job_ids[0], execution_id, repr(stamp), math.floor(stamp), utc_text(at),
             worker.name, DEFAULT_WORKER_TTL, "1" if wait_for is not None else "", HEADS,
             *job_ids[1:]]
     return StartCall(Call("start", keys, args), execution_id, at)
+
+
+# RQ's key of an execution (Execution.key) and of a job's executions (ExecutionRegistry),
+# as templates made by RQ's own code: building an Execution per key cost ~1 us.
+_EXECUTION_KEY = Execution("{1}", "{0}", None).key  # type: ignore[arg-type]
+_EXECUTIONS_KEY = ExecutionRegistry.key_template
+
+
+def utc_text(at: datetime) -> str:
+    """rq.utils.utcformat(at) (``2026-12-02T02:20:15.516097Z``), in half the time: the
+    same digits from isoformat, for a UTC (or naive) time of the years 1000-9999."""
+    return at.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def end_call(job: Job, worker: Any, execution: Execution, started_registry: str,
@@ -114,12 +128,11 @@ def end_call(job: Job, worker: Any, execution: Execution, started_registry: str,
     """The end of ``job``, recorded in ``end_registry`` with ``result``, after ``events``."""
     streams = list(dict.fromkeys(stream for stream, _event in events))
     keys = [job.key, worker.key, worker.executions_key, started_registry, end_registry,
-            Result.get_key(job.id), execution.key,
-            ExecutionRegistry.key_template.format(job.id), job.dependents_key,
-            job.dependencies_key, *streams]
-    job_fields = flat({"status": job._status, "started_at": utcformat(job.started_at),
-                       "ended_at": utcformat(job.ended_at),
-                       "last_heartbeat": utcformat(job.last_heartbeat),
+            Result.get_key(job.id), _EXECUTION_KEY.format(job.id, execution.id),
+            _EXECUTIONS_KEY.format(job.id), job.dependents_key, job.dependencies_key, *streams]
+    job_fields = flat({"status": job._status, "started_at": utc_text(job.started_at),
+                       "ended_at": utc_text(job.ended_at),
+                       "last_heartbeat": utc_text(job.last_heartbeat),
                        "worker_name": worker.name})
     result_fields = flat(result.serialize())
     args: list[Any] = [
@@ -244,6 +257,8 @@ def flat(fields: dict[str, Any]) -> list[str]:
 
 
 def _encoded(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, str):  # JobStatus too: a str whose str() is its name
         return str.__str__(value)
     return repr(value) if isinstance(value, float) else str(value)
