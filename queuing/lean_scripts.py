@@ -12,6 +12,8 @@ tests/test_lean_worker.py compares what they leave in Redis with RQ's SimpleWork
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -202,6 +204,19 @@ class Scripts:
         self.scripts = {"start": connection.register_script(START_JOB_LUA),
                         "end": connection.register_script(END_JOB_LUA),
                         "end_and_start": connection.register_script(END_AND_START_LUA)}
+        self._held: tuple[int, Any] | None = None  # (pid, connection) of _connection()
+
+    def _connection(self) -> Any:
+        """The pool's connection these round trips use: taken once, not per round trip
+        (a get and a release were ~7 us a job), given back to the pool when these Scripts
+        go; in a forked child, another."""
+        if self._held is not None and self._held[0] == os.getpid():
+            return self._held[1]
+        pool = self.connection.connection_pool
+        connection = pool.get_connection()
+        self._held = (os.getpid(), connection)
+        weakref.finalize(self, pool.release, connection)
+        return connection
 
     def run(self, calls: list[Call]) -> list[Any]:
         """The replies of ``calls``, sent in one round trip; an end followed by a start is
@@ -230,8 +245,7 @@ class Scripts:
     def _round_trip(self, commands: list[tuple]) -> list[Any]:
         """Send ``commands`` and read their replies, an error reply as its exception; a
         connection left in an unknown state is closed, not reused."""
-        pool = self.connection.connection_pool
-        connection = pool.get_connection()
+        connection = self._connection()
         try:
             if hiredis is not None:
                 connection.send_packed_command([b"".join(map(hiredis.pack_command, commands))])
@@ -245,10 +259,8 @@ class Scripts:
                     replies.append(error)
             return replies
         except BaseException:
-            connection.disconnect()
+            connection.disconnect()  # the next round trip connects it again
             raise
-        finally:
-            pool.release(connection)
 
 
 def flat(fields: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ stops, a job cancelled or deleted while it runs, log_job_description, ``rq suspe
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -191,6 +192,27 @@ def test_an_error_reply_is_raised_once_every_reply_is_read(connection):
     connection.delete(f"rq:queue:{QUEUE}")
     assert [reply[0] for reply in scripts.run(calls)] == [b"empty", b"empty"]
 
+
+
+def test_the_round_trips_keep_one_connection_and_connect_it_again_after_a_loss(connection):
+    """The scripts keep the pool's connection between round trips; one that Redis closed
+    fails that round trip (the worker waits for Redis and runs it again) and is connected
+    again for the next. When the Scripts go, the connection goes back to the pool."""
+    scripts, [start] = _start_calls(connection, 1)
+    pool = connection.connection_pool
+    scripts.run([start])
+    held = scripts._connection()
+    scripts.run([start])
+    assert scripts._connection() is held and held in pool._in_use_connections
+    host, port = held._sock.getsockname()[:2]
+    connection.client_kill(f"{host}:{port}")
+    with pytest.raises(redis.ConnectionError):
+        scripts.run([start])
+    assert scripts.run([start])[0][0] == b"empty"
+    assert scripts._connection() is held
+    del scripts
+    gc.collect()  # the ConnectionError's traceback held them in a cycle
+    assert held in pool._available_connections
 
 def test_a_started_job_reads_as_rq_reads_its_hash(connection):
     """The job the start script returns is the job RQ's Job.fetch reads (its serializer
