@@ -7,7 +7,8 @@ where a difference would come from. In alternating rounds (the order turned each
 ``pipeline.pipeline_phase`` (7_job_processor.py, the creator of 7_job_creator.py, every
 event and registry checked) runs ``--small`` and ``--large`` jobs, each on a fresh
 throwaway redis-server. Per run: jobs/s, CPU ms per job of each process, Redis commands
-per job and the top ones, Redis memory growth per job (what stays after the run: RQ keeps
+per job and the top ones, Redis's µs per call of each command called at least once
+a job, Redis memory growth per job (what stays after the run: RQ keeps
 every ended job for its result_ttl), the finished/failed registries' sizes, and jobs/s
 by tenth of the run (from each job's ``ended_at``): a cost that grows with what is kept
 or queued shows as tenths getting slower, whatever the neighbours do between rounds.
@@ -65,6 +66,7 @@ def one_run(count: int) -> dict[str, Any]:
             errors.seek(0)
             log(errors.read()[-2000:])
             return {"jobs": count, "problems": [str(error)[:500]]}
+        stats = control.info("commandstats")  # this run's, and its checks' few reads
         queue = jobs.json_queue(pipeline.QUEUE, control)
         finished, failed = FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)
         job_ids = control.zrange(finished.key, 0, -1) + control.zrange(failed.key, 0, -1)
@@ -72,7 +74,9 @@ def one_run(count: int) -> dict[str, Any]:
             jobs=count, problems=[],
             bytes_kept_per_job=round((control.info("memory")["used_memory"] - before) / count),
             registries={"finished": finished.count, "failed": failed.count},
-            keys=control.dbsize(), jobs_per_s_by_tenth=rates_by_tenth(control, job_ids))
+            keys=control.dbsize(), jobs_per_s_by_tenth=rates_by_tenth(control, job_ids),
+            redis_us_per_call={name.removeprefix("cmdstat_"): stat["usec_per_call"]
+                               for name, stat in stats.items() if stat["calls"] >= count})
     return result
 
 
