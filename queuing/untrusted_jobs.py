@@ -129,22 +129,15 @@ class AllowedJob(Job):
 
     @property
     def func(self) -> Any:
-        allowed = allowed_names()
-        asked = (self.func_name, self._success_callback_name, self._failure_callback_name,
-                 self._stopped_callback_name, self.instance is None, allowed)
-        answered = self.__dict__.get("_allowed_func")
-        if answered is not None and answered[0] == asked:  # RQ asks twice a run (_execute)
-            return answered[1]
-        refused = forbidden_names(self, allowed)
+        refused = forbidden_names(self, allowed_names())
         if refused:
             raise ForbiddenJob(f"{', '.join(refused)} is not one of this project's "
                                "job functions")
         if self.instance is not None:
             raise ForbiddenJob("it calls a method of an object; only plain job functions "
                                "run here")
-        func = import_attribute(current_name(asked[0])) if asked[0] else None
-        self._allowed_func = (asked, func)
-        return func
+        name = self.func_name
+        return import_attribute(current_name(name)) if name else None
 
     @property
     def success_callback(self) -> Any:

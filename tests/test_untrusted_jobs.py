@@ -95,27 +95,6 @@ def test_the_allowed_names_follow_the_setting_as_it_changes(monkeypatch, connect
     assert untrusted_jobs.allowed_names({settings.EXTRA_JOB_FUNCTIONS_ENV: " a.b, "}) == (
         untrusted_jobs.JOB_FUNCTIONS | {"a.b"})
 
-
-def test_a_job_asked_for_its_function_again_is_checked_again_when_anything_changed(
-        monkeypatch, connection):
-    """RQ asks for a job's function twice a run: the second answer is the first only for
-    the same names, the same kind of call and the same setting."""
-    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, "builtins.len")
-    job = AllowedJob.create("builtins.len", args=([1],), connection=connection,
-                            serializer=JSONSerializer)
-    assert job.func is len and job.func is len
-    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, "builtins.abs")
-    with pytest.raises(untrusted_jobs.ForbiddenJob):
-        job.func  # noqa: B018
-    monkeypatch.setenv(settings.EXTRA_JOB_FUNCTIONS_ENV, "builtins.len")
-    assert job.func is len
-    job.data = b'["builtins.len", {"a": 1}, [], {}]'  # the same name, a planted object
-    with pytest.raises(untrusted_jobs.ForbiddenJob, match="method of an object"):
-        job.func  # noqa: B018
-    job.data = b'["os.system", null, ["true"], {}]'
-    with pytest.raises(untrusted_jobs.ForbiddenJob, match=r"os\.system"):
-        job.func  # noqa: B018
-
 # -- A job that cannot be read -------------------------------------------------------------
 
 class GuardedWorker(SkipsUnreadableJobs, SimpleWorker):
