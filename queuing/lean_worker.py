@@ -46,7 +46,7 @@ from rq.worker import WorkerStatus
 
 from queuing import job_events, lean_scripts, tracebacks
 from queuing.recovering_worker import RecoveringWorker
-from queuing.recovery import put_back
+from queuing.recovery import hand_back
 from queuing.untrusted_jobs import fail_unreadable
 
 # The worker's heartbeat, at most this often while jobs flow.
@@ -312,13 +312,9 @@ class LeanWorker(RecoveringWorker):
         job, self._next = self._next, None
         if job is not None:
             job.started_at = job.worker_name = job.last_heartbeat = None
-            execution = next((e for e in self.executions.values() if e.job_id == job.id), None)
-            # If Redis is away, recovery puts it back later (recovery.py).
-            with suppress(redis.RedisError), self.connection.pipeline() as pipe:
-                pipe.multi()
-                self.cleanup_execution(job, pipeline=pipe, execution=execution)
-                put_back(self.queues[0], job, pipe)
-                pipe.execute()
+            execution = next(e for e in self.executions.values() if e.job_id == job.id)
+            with suppress(redis.RedisError):  # Redis away: recovery puts it back later
+                hand_back(self, self.queues[0], job, execution)
         super().teardown()
 
     # --- between jobs ------------------------------------------------------------------
