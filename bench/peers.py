@@ -380,7 +380,7 @@ def flat_figures(count: int) -> list[tuple[str, str, Callable[[dict], float], in
     return [
         (f"end to end, jobs/s, {jobs_label}", "flat", lambda r: r["jobs_per_s"], 0, True),
         (f"end to end, {jobs_label} / quiet, jobs/s", "flat",
-         lambda r: r["ratio_to_quiet"], 2, True),
+         lambda r: r.get("ratio_to_quiet"), 2, True),  # none: the quiet run failed
         *((f"CPU ms/job, {name}, {jobs_label}", "flat",
            lambda r, process=process: r["cpu_ms_per_job"][process], 3, False)
           for process, name in (("creator", "creator"), ("workers", "workers"),
@@ -408,10 +408,11 @@ def with_ratio_to_quiet(result: dict[str, Any], quiet: list[dict], system: str,
 
 
 def values(lines: list[dict], system: str, kind: str, read: Callable[[dict], float]) -> list:
-    """The figure of every run of ``system`` and ``kind`` that had no problem."""
-    return [read(line["result"]) for line in lines
-            if line.get("system") == system and line.get("kind") == kind
-            and not line["result"].get("problems")]
+    """The figure of every run of ``system`` and ``kind`` that had no problem (and has it)."""
+    found = [read(line["result"]) for line in lines
+             if line.get("system") == system and line.get("kind") == kind
+             and not line["result"].get("problems")]
+    return [value for value in found if value is not None]
 
 
 def median_or_none(numbers: list[float]) -> float | None:
