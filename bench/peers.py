@@ -564,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                 f" cores {busy:.0%} busy before it")
             for system in turned(JOB_SYSTEMS, round_number):
                 record(system, "quiet", round_number, end_to_end(system, args.jobs))
-            if args.flat:
+            if args.flat:  # as calm a start as the quiet runs had: a long run cannot dodge
+                wait_for_calm(args.calm, args.calm_wait)  # a neighbour's burst, a short one can
                 for system in turned(FLAT_SYSTEMS, round_number):
                     record(system, "flat", round_number, with_ratio_to_quiet(
                         end_to_end(system, args.flat), lines, system, round_number))
