@@ -12,8 +12,7 @@ tests/test_lean_worker.py compares what they leave in Redis with RQ's SimpleWork
 from __future__ import annotations
 
 import math
-import os
-import weakref
+import time
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +62,11 @@ return {{ended, start_job(part(KEYS, end_keys + 1, #KEYS), part(ARGV, 3 + end_ar
 # The RQ release line whose bookkeeping the scripts restate, and the only one the lean
 # worker runs with (workers.py chooses RQ's own worker code otherwise).
 RESTATED_RQ = (3, 0)
+# How long the round trips keep one connection of the pool before they give it back and
+# take one again. Taking one per round trip cost ~10 us (the pool's checks), but those
+# checks follow a new master behind a Sentinel URL (sentinel.py) and find a connection
+# Redis closed while the worker was idle.
+HOLD_SECONDS = 0.5
 # How many of the job ids first in the queue a start names: when other workers took the
 # first ones meanwhile, one of the next is at the head, and the start needs no second try.
 HEADS = 3
@@ -204,19 +208,24 @@ class Scripts:
         self.scripts = {"start": connection.register_script(START_JOB_LUA),
                         "end": connection.register_script(END_JOB_LUA),
                         "end_and_start": connection.register_script(END_AND_START_LUA)}
-        self._held: tuple[int, Any] | None = None  # (pid, connection) of _connection()
+        self._held: Any = None  # the pool's connection the round trips use now
+        self._held_until = 0.0
 
     def _connection(self) -> Any:
-        """The pool's connection these round trips use: taken once, not per round trip
-        (a get and a release were ~7 us a job), given back to the pool when these Scripts
-        go; in a forked child, another."""
-        if self._held is not None and self._held[0] == os.getpid():
-            return self._held[1]
-        pool = self.connection.connection_pool
-        connection = pool.get_connection()
-        self._held = (os.getpid(), connection)
-        weakref.finalize(self, pool.release, connection)
-        return connection
+        """The connection for the next round trip: the one held, taken from the pool at
+        most HOLD_SECONDS ago, else another."""
+        now = time.monotonic()
+        if self._held is None or now >= self._held_until:
+            self.release()
+            self._held = self.connection.connection_pool.get_connection()
+            self._held_until = now + HOLD_SECONDS
+        return self._held
+
+    def release(self) -> None:
+        """Give the held connection back to the pool (when the worker ends)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.connection.connection_pool.release(held)
 
     def run(self, calls: list[Call]) -> list[Any]:
         """The replies of ``calls``, sent in one round trip; an end followed by a start is

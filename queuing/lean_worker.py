@@ -316,6 +316,7 @@ class LeanWorker(RecoveringWorker):
             with suppress(redis.RedisError):  # Redis away: recovery puts it back later
                 hand_back(self, self.queues[0], job, execution)
         super().teardown()
+        self._scripts.release()
 
     # --- between jobs ------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ stops, a job cancelled or deleted while it runs, log_job_description, ``rq suspe
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import re
@@ -197,7 +196,7 @@ def test_an_error_reply_is_raised_once_every_reply_is_read(connection):
 def test_the_round_trips_keep_one_connection_and_connect_it_again_after_a_loss(connection):
     """The scripts keep the pool's connection between round trips; one that Redis closed
     fails that round trip (the worker waits for Redis and runs it again) and is connected
-    again for the next. When the Scripts go, the connection goes back to the pool."""
+    again for the next. Released, the connection goes back to the pool."""
     scripts, [start] = _start_calls(connection, 1)
     pool = connection.connection_pool
     scripts.run([start])
@@ -210,9 +209,26 @@ def test_the_round_trips_keep_one_connection_and_connect_it_again_after_a_loss(c
         scripts.run([start])
     assert scripts.run([start])[0][0] == b"empty"
     assert scripts._connection() is held
-    del scripts
-    gc.collect()  # the ConnectionError's traceback held them in a cycle
+    scripts.release()
     assert held in pool._available_connections
+
+
+def test_the_round_trips_take_a_connection_from_the_pool_again_after_a_while(connection,
+                                                                            monkeypatch):
+    """The pool's checks on the connections it hands out (behind a Sentinel URL: which
+    server is the master now) apply to the scripts' round trips at least every
+    HOLD_SECONDS."""
+    monkeypatch.setattr(lean_scripts, "HOLD_SECONDS", 0)
+    scripts, [start] = _start_calls(connection, 1)
+    scripts.run([start])  # loads the scripts (through the pool)
+    pool = connection.connection_pool
+    taken = []
+    monkeypatch.setattr(pool, "get_connection",
+                        lambda *args: taken.append(1) or type(pool).get_connection(pool))
+    scripts.run([start])
+    scripts.run([start])
+    assert len(taken) == 2
+    scripts.release()
 
 def test_a_started_job_reads_as_rq_reads_its_hash(connection):
     """The job the start script returns is the job RQ's Job.fetch reads (its serializer
