@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import tzinfo
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -260,9 +261,14 @@ def rq_verbose(env: Env = os.environ) -> bool:
 
 def extra_job_functions(env: Env = os.environ) -> frozenset[str]:
     """``EXTRA_JOB_FUNCTIONS``: comma-separated dotted paths of more job functions a
-    worker may run (untrusted_jobs.py), besides the project's own."""
-    return frozenset(name.strip() for name in env.get(EXTRA_JOB_FUNCTIONS_ENV, "").split(",")
-                     if name.strip())
+    worker may run (untrusted_jobs.py), besides the project's own. A worker asks ~3 times
+    a job: the setting is read each time (a change counts at once), parsed once per text."""
+    return _names(env.get(EXTRA_JOB_FUNCTIONS_ENV, ""))
+
+
+@lru_cache(maxsize=16)
+def _names(text: str) -> frozenset[str]:
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
 
 
 class Twilio(NamedTuple):

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -105,16 +104,15 @@ class ForbiddenJob(Exception):
 
 def allowed_names(env: Mapping[str, str] | None = None) -> frozenset[str]:
     """The project's job functions and those ``EXTRA_JOB_FUNCTIONS`` adds (from ``env``,
-    by default the environment). Read on every job, so a change of the setting counts
-    at once; only the parsing is cached, by the setting's text (a worker asks ~3 times
-    a job)."""
-    setting = (os.environ if env is None else env).get(settings.EXTRA_JOB_FUNCTIONS_ENV, "")
-    return _allowed_names(setting)
+    by default the environment), read on every job: a change of the setting counts at
+    once."""
+    extra = settings.extra_job_functions() if env is None else settings.extra_job_functions(env)
+    return _with_ours(extra)
 
 
 @lru_cache(maxsize=16)
-def _allowed_names(setting: str) -> frozenset[str]:
-    return JOB_FUNCTIONS | settings.extra_job_functions({settings.EXTRA_JOB_FUNCTIONS_ENV: setting})
+def _with_ours(extra: frozenset[str]) -> frozenset[str]:
+    return JOB_FUNCTIONS | extra
 
 
 def forbidden_names(job: Job, allowed: frozenset[str]) -> list[str]:
