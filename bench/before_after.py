@@ -153,6 +153,16 @@ def summary(values: list[float], digits: int) -> str:
     return text
 
 
+def aligned(rows: list[list[str]]) -> str:
+    """``rows`` as text columns: the first row a header, ruled below; the first column
+    to the left, the figures to the right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                       for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
 def table(trees: list[Tree], runs: dict[tuple[str, str], list[dict]]) -> str:
     before, after = trees
     header = ["figure", f"before {before.commit[:7]}", f"after {after.commit[:7]}",
@@ -175,11 +185,7 @@ def table(trees: list[Tree], runs: dict[tuple[str, str], list[dict]]) -> str:
     if any(runs[(tree.label, "http")] for tree in trees):
         rows.append(["reservation runs, 0 oversold", *("yes" if ok else "NO" for ok in http_ok),
                      ""])
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-                       for i, cell in enumerate(row)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return aligned(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.utils import utcparse
 
 import pipeline
-from before_after import summary
+from before_after import aligned, summary
 from queuing import jobs
 from queuing.connection import rq_client
 from queuing.local_redis import RedisServer
@@ -106,11 +106,7 @@ def table(runs: dict[int, list[dict]], small: int, large: int) -> str:
         ratio = f"{medians[1] / medians[0]:.3f}" if all(medians) else "-"
         rows.append([label, summary(found[small], digits), summary(found[large], digits),
                      ratio])
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    text = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-                      for i, cell in enumerate(row)) for row in rows]
-    text.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(text)
+    return aligned(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

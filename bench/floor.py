@@ -72,6 +72,7 @@ from rq.utils import import_attribute, utcformat
 
 import peers
 import pipeline
+from before_after import aligned
 from queuing import job_events, jobs, lean_scripts, notifications, untrusted_jobs, workers
 from queuing.connection import rq_client
 from queuing.constants import JOB_EVENTS_TTL_SECONDS
@@ -489,9 +490,7 @@ def table(runs: list[dict[str, Any]]) -> str:
                          column(chosen, "jobs_per_s", 0), column(chosen, "redis_ms", 3),
                          f"{column(chosen, 'voluntary', 2)} / "
                          f"{column(chosen, 'involuntary', 2)}"])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                     for row in rows)
+    return aligned(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,7 @@ import redis
 
 import http_load
 import pipeline
-from before_after import summary
+from before_after import aligned, summary
 from queuing import jobs, notifications
 from queuing.connection import rq_client
 from queuing.job_batch import JobBatch
@@ -433,11 +433,7 @@ def table(lines: list[dict], systems: tuple[str, ...], figures: list) -> str:
         ours = median_or_none(found["ours"])
         ratio = f"{ours / best:.2f}" if ours is not None and best else "-"
         rows.append([label, *(summary(found[s], digits) for s in systems), ratio])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-                      for i, cell in enumerate(row)) for row in rows]
-    text.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(text)
+    return aligned(rows)
 
 
 def draw_chart(lines: list[dict], path: Path, title: str, jobs_count: int) -> None:
