@@ -387,7 +387,7 @@ def key_shapes(connection: redis.Redis) -> set[str]:
 def measure(server: RedisServer, variant: str, count: int, loaded: bool) -> dict[str, Any]:
     """One run: flush, enqueue, the worker in burst mode (under loops if ``loaded``), checks."""
     control = rq_client(server.url)
-    control.flushall()
+    control.flushall()  # the bench's own throwaway server (main), never REDIS_URL
     batch = enqueue(control, count)
     queue = batch.queue
     redis_before = pipeline.redis_cpu(control)
@@ -442,7 +442,7 @@ def end_to_end(server: RedisServer, variant: str, count: int, loaded: bool) -> d
                 "creator_ms": result["cpu_ms_per_job"]["creator"],
                 "events": result["events"], "at": time.strftime("%H:%M:%S", time.gmtime())}
     control = rq_client(server.url)
-    control.flushall()
+    control.flushall()  # the bench's own throwaway server (main), never REDIS_URL
     command = None if variant == "processor" else [
         sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--url", server.url,
         "--serve"]
