@@ -152,8 +152,9 @@ def test_a_redis_restart_while_jobs_flow_leaves_no_job_started(tmp_path):
             reader.start()
             started = time.monotonic()
             # Generous: RQ's own worker code makes ~23 writes a job, each fsynced here
-            # (appendfsync always); with two busy loops on 2 cores it ran ~20 jobs/s, and
-            # the ~2,800 jobs left took 124-126 s (the lean worker's: 16-18 s).
+            # (appendfsync always). With two busy loops on 2 cores the ~2,800 jobs left
+            # took 49-86 s (the code of 37c8130 too: 65-71 s), with three 124-126 s, at a
+            # steady ~20 jobs/s; the lean worker's, 16-18 s.
             reader.join(timeout=RESTART_JOBS_SECONDS)
             assert not reader.is_alive(), (f"{count - len(finals)} jobs never ended; "
                                            f"processor 7: {processor.stderr[-2000:]}")
